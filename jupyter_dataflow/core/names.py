@@ -10,7 +10,7 @@ from jupyter_dataflow.core.errors import StageDefinitionError
 
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 # Names that would shadow SQL keywords or our own internal views.
-_RESERVED = frozenset({"select", "from", "where", "table", "values", "default", "null", "true", "false"})
+_RESERVED = frozenset({"select", "from", "where", "table", "values", "null", "true", "false"})
 
 
 def is_identifier(name: object) -> bool:

@@ -1,0 +1,37 @@
+"""The user-code error boundary: whatever a task raises comes out naming its stage.
+
+Spark's own messages are kept (they say which column or function is wrong) but cut
+before the JVM stack trace, which helps nobody reading a notebook.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from jupyter_dataflow.core.errors import DataflowError, StageExecutionError
+
+
+def short_message(err: BaseException, limit: int = 12) -> str:
+    text = str(err) or type(err).__name__
+    for marker in ("\n\nJVM stacktrace:", "\nJVM stacktrace:", "\n\tat "):
+        text = text.split(marker, 1)[0]
+    lines = [ln.rstrip() for ln in text.strip().splitlines() if ln.strip()]
+    if len(lines) > limit:
+        lines = [*lines[:limit], "..."]
+    name = type(err).__name__
+    body = "\n".join(lines)
+    return body if body.startswith(name) or "[" in body[:40] else f"{name}: {body}"
+
+
+@contextmanager
+def boundary(stage: str, partition: str) -> Iterator[None]:
+    """Re-raise anything from user code or Spark as `StageExecutionError`."""
+    try:
+        yield
+    except StageExecutionError:
+        raise
+    except DataflowError as err:
+        raise StageExecutionError(stage, partition, str(err)) from err
+    except Exception as err:
+        raise StageExecutionError(stage, partition, short_message(err)) from err

@@ -1,0 +1,392 @@
+"""`Flow`: the one facade over graph, store, planner and reconciler.
+
+Magics, the CLI, the server extension, widgets and exporters call `Flow`; none of
+them reaches into the store or the executor. Opening a flow never starts Spark:
+only running, reading a table or querying does.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import json
+import os
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from jupyter_dataflow.core import normalize_py
+from jupyter_dataflow.core.errors import ConfigError, DataflowError, StageDefinitionError, UnknownStageError
+from jupyter_dataflow.core.graph import Graph
+from jupyter_dataflow.core.names import check_name
+from jupyter_dataflow.core.stage import Sink, Source, Stage, Transform, from_json
+from jupyter_dataflow.plan.planner import OUTPUT, Plan
+from jupyter_dataflow.plan.resolve import resolve_modes
+from jupyter_dataflow.reconciler import events as ev
+from jupyter_dataflow.reconciler.loop import Reconciler, RunResult
+from jupyter_dataflow.store.metadata import Metadata
+from jupyter_dataflow.store.objects import ObjectStore
+
+DEFAULT_HOME = ".dataflow"
+DEFAULT_FLOW = "default"
+DEFAULT_SPARK = "local[*]"
+
+
+@dataclass(frozen=True)
+class StageStatus:
+    """One row of `Flow.status()`."""
+
+    name: str
+    kind: str
+    state: str                 # fresh | stale | running | failed | never run
+    partitions: int
+    rows: int | None
+    fingerprint: str | None
+    updated: str | None
+    error: str | None
+    mode: str | None
+    reasons: tuple[str, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        return {**dataclasses.asdict(self), "reasons": list(self.reasons)}
+
+
+@dataclass(frozen=True)
+class Change:
+    """What registering a stage did."""
+
+    stage: str
+    action: str                  # added | replaced | unchanged
+    stale: tuple[str, ...] = ()  # stages whose outputs are now out of date
+
+    def __str__(self) -> str:
+        if self.action == "unchanged":
+            return f"{self.stage}: unchanged"
+        text = f"{self.stage}: {self.action}"
+        if self.stale:
+            text += f"; now stale: {', '.join(self.stale)}"
+        return text
+
+
+def _when(ts: float | None) -> str | None:
+    if ts is None:
+        return None
+    return datetime.datetime.fromtimestamp(ts, datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def list_flows(home: str | os.PathLike[str] = DEFAULT_HOME) -> list[str]:
+    """Names of the flows (branches included) stored in a home."""
+    db = Path(home) / "metadata.db"
+    if not db.exists():
+        return []
+    meta = Metadata(db)
+    try:
+        return meta.flows()
+    finally:
+        meta.close()
+
+
+class Flow:
+    """A named dataflow inside a home directory."""
+
+    def __init__(self, home: Path, name: str, spark: Any, conf: Mapping[str, str] | None) -> None:
+        self.home = home
+        self.name = name
+        self._spark_setting = spark
+        self._conf = dict(conf or {})
+        self._session: Any = None
+        self._session_lock = threading.Lock()
+        self.meta = Metadata(home / "metadata.db")
+        self.store = ObjectStore(home / "store")
+        self.events = ev.EventBus()
+        self.meta.ensure_flow(name)
+        self._graph = self._load_graph()
+        self._runner: Any = None
+        self._running: set[str] = set()
+        self.events.subscribe(self._track_running)
+
+    # opening ----------------------------------------------------------------------
+    @classmethod
+    def open(cls, home: str | os.PathLike[str] = DEFAULT_HOME, name: str = DEFAULT_FLOW,
+             spark: Any = None, conf: Mapping[str, str] | None = None) -> Flow:
+        """Open (or create) flow `name` in `home`. `spark`: a URL or a SparkSession."""
+        check_name(name, "flow")
+        if spark is not None and not isinstance(spark, str) and not hasattr(spark, "sql"):
+            raise ConfigError(f"spark must be an engine URL or a SparkSession, got {type(spark).__name__}")
+        path = Path(home).expanduser().absolute()
+        if path.exists() and not path.is_dir():
+            raise ConfigError(f"home {str(path)!r} exists and is not a directory")
+        return cls(path, name, spark, conf)
+
+    def _load_graph(self) -> Graph:
+        stages: dict[str, Stage] = {}
+        for d in self.meta.stage_definitions(self.name):
+            st = from_json(d)
+            stages[st.name] = st
+        return Graph(stages)
+
+    @property
+    def graph(self) -> Graph:
+        return self._graph
+
+    @property
+    def spark(self) -> Any:
+        """The SparkSession, started on first use."""
+        with self._session_lock:
+            if self._session is None:
+                from jupyter_dataflow.execute.session import get_session
+
+                setting = self._spark_setting
+                if setting is None or isinstance(setting, str):
+                    self._session = get_session(setting or DEFAULT_SPARK, self._conf)
+                else:
+                    self._session = setting
+            return self._session
+
+    def _task_runner(self) -> Any:
+        if self._runner is None:
+            from jupyter_dataflow.execute.runner import TaskRunner
+
+            self._runner = TaskRunner(self.spark, self.store)
+        return self._runner
+
+    def _resolved(self) -> Graph:
+        """The graph with relative source and sink paths resolved against the home's folder."""
+        base = self.home.parent
+        stages: dict[str, Stage] = {}
+        for n, st in self._graph.stages.items():
+            if isinstance(st, (Source, Sink)) and "://" not in st.path and not os.path.isabs(st.path):
+                st = dataclasses.replace(st, path=str(base / st.path))
+            stages[n] = st
+        return Graph(stages)
+
+    def _reconciler(self) -> Reconciler:
+        return Reconciler(self.name, self._resolved(), self.meta, self.store, self.events, self._task_runner)
+
+    # registering ------------------------------------------------------------------
+    def _register(self, stage: Stage) -> Change:
+        old = self._graph.stages.get(stage.name)
+        if old is not None and old.kind != stage.kind:
+            raise StageDefinitionError(f"a {old.kind} with this name exists; drop it first", stage.name)
+        graph = self._graph.with_stage(stage)
+        resolve_modes(graph)  # refuses impossible modes before anything is stored
+        if old is not None and old.definition_hash() == stage.definition_hash():
+            return Change(stage.name, "unchanged")
+        self.meta.put_stage(self.name, stage.name, stage.kind, stage.to_json(), stage.definition_hash())
+        self._graph = graph
+        stale = tuple([stage.name, *graph.downstream(stage.name)]) if old is not None else ()
+        return Change(stage.name, "replaced" if old is not None else "added", stale)
+
+    def source(self, name: str, *, path: str, format: str = "parquet", partition_by: str | None = None,
+               options: Mapping[str, Any] | None = None, ingest: bool = True) -> Change:
+        """Register a source: files in csv, json or parquet, by file or by directory key."""
+        return self._register(Source.create(name, path=path, format=format, partition_by=partition_by,
+                                            options=options, ingest=ingest))
+
+    def transform(self, name: str, sql: str | None = None, *, python: Any = None, partition_by: str | None = None,
+                  mode: str | None = None, expect: Sequence[str] | str = (), expect_action: str = "fail",
+                  namespace: Mapping[str, Any] | None = None) -> Change:
+        """Register a Spark SQL transform (`sql=`) or a PySpark one (`python=`: function or its source)."""
+        if (sql is None) == (python is None):
+            raise StageDefinitionError("give exactly one of sql= or python=", name if isinstance(name, str) else None)
+        expects = (expect,) if isinstance(expect, str) else tuple(expect)
+        if sql is not None:
+            st = Transform.from_sql(name, sql, partition_by=partition_by, mode=mode, expect=expects,
+                                    expect_action=expect_action)
+            st = dataclasses.replace(st, inputs=tuple(self._graph.resolve(i) if i in self._graph or
+                                                      i.lower() in {k.lower() for k in self._graph.stages} else i
+                                                      for i in st.inputs))
+        else:
+            check_name(name)
+            code = normalize_py.capture(python, name, namespace)
+            st = Transform.from_python(name, code, partition_by=partition_by, mode=mode, expect=expects,
+                                       expect_action=expect_action)
+        return self._register(st)
+
+    def sink(self, name: str, *, source: str, path: str, format: str = "parquet",
+             options: Mapping[str, Any] | None = None) -> Change:
+        """Register a sink that writes `source`'s committed output to `path`."""
+        return self._register(Sink.create(name, source=source, path=path, format=format, options=options))
+
+    def drop(self, name: str) -> None:
+        """Remove a stage from the flow (its stored outputs stay until garbage collected)."""
+        graph = self._graph.without(name)
+        self.meta.drop_stage(self.name, self._graph.resolve(name))
+        self._graph = graph
+
+    def promote(self, sql: str, name: str, **options: Any) -> Change:
+        """Turn an ad hoc query into a permanent transform."""
+        return self.transform(name, sql, **options)
+
+    def branch(self, name: str) -> Flow:
+        """A new flow with this blueprint that shares every stored output."""
+        check_name(name, "branch")
+        if name in self.meta.flows():
+            raise StageDefinitionError(f"a flow or branch named {name!r} already exists")
+        self.meta.copy_flow(self.name, name)
+        return Flow(self.home, name, self._spark_setting if self._session is None else self._session, self._conf)
+
+    # reconciling ------------------------------------------------------------------
+    def plan(self, stage: str | None = None) -> Plan:
+        """What `run` would do now and why; executes nothing."""
+        return self._reconciler().plan(stage)
+
+    def run(self, stage: str | None = None) -> RunResult:
+        """Reconcile the flow (or one stage and its upstream) and return what happened."""
+        return self._reconciler().run(stage)
+
+    def subscribe(self, listener: Callable[[ev.Event], None]) -> Callable[[], None]:
+        """Receive reconciler events; returns a function that unsubscribes."""
+        return self.events.subscribe(listener)
+
+    def _track_running(self, event: ev.Event) -> None:
+        if event.kind == ev.STAGE_PLANNED and event.total:
+            self._running.add(event.stage)
+        elif event.kind in (ev.STAGE_FINISHED, ev.TASK_SKIPPED):
+            self._running.discard(event.stage)
+        elif event.kind == ev.RUN_FINISHED:
+            self._running.clear()
+
+    # reading ----------------------------------------------------------------------
+    def _paths(self, name: str) -> tuple[list[str], str | None]:
+        current = self.meta.current(self.name, name, OUTPUT)
+        objects = self.meta.objects([c.fingerprint for c in current])
+        paths = sorted(objects[c.fingerprint].path for c in current if c.fingerprint in objects)
+        schema = next((objects[c.fingerprint].schema for c in current if c.fingerprint in objects), None)
+        return paths, schema
+
+    def table(self, name: str) -> Any:
+        """The committed output of a stage as a pyspark DataFrame."""
+        name = self._graph.resolve(name)
+        if self._graph[name].kind == "sink":
+            name = self._graph.resolve(self._graph[name].inputs[0])
+        paths, schema = self._paths(name)
+        if not paths and schema is None:
+            raise DataflowError(f"stage {name!r} has no committed output yet; run the flow first")
+        return self._task_runner().read_objects(paths, schema)
+
+    def query(self, sql: str) -> Any:
+        """Run Spark SQL where every stage name reads that stage's committed output."""
+        from jupyter_dataflow.core import sql as sqlmod
+
+        refs = sqlmod.referenced_tables(sql)
+        frames = {}
+        for ref in refs:
+            if ref.lower() in {k.lower() for k in self._graph.stages}:
+                frames[ref] = self.table(ref)
+            else:
+                raise UnknownStageError(ref, list(self._graph.stages))
+        runner = self._task_runner()
+        return runner.run_sql("query", sql, frames)
+
+    def status(self) -> list[StageStatus]:
+        """Per-stage state, partitions, rows, fingerprint and last update."""
+        plan = self.plan() if self._graph.stages else Plan(self.name, ())
+        states = self.meta.states(self.name)
+        out = []
+        for name in self._graph.order():
+            st = self._graph[name]
+            current = self.meta.current(self.name, name, "sink" if st.kind == "sink" else OUTPUT)
+            objects = self.meta.objects([c.fingerprint for c in current])
+            sp = plan.stage(name)
+            state = states.get(name)
+            if name in self._running:
+                label = "running"
+            elif state is not None and state.state == "failed":
+                label = "failed"
+            elif not current and state is None:
+                label = "never run"
+            elif sp.tasks:
+                label = "stale"
+            else:
+                label = "fresh"
+            rows = sum(o.rows for o in objects.values()) if st.kind != "sink" else None
+            fp = (current[0].fingerprint if len(current) == 1 else state.output_version if state else None)
+            updated = max((c.committed_at for c in current), default=None)
+            out.append(StageStatus(name, st.kind, label, len(current) if st.kind != "sink" else 0,
+                                   rows if current else None, fp, _when(updated),
+                                   state.error if state and label == "failed" else None, sp.mode.mode,
+                                   tuple(str(t) for t in sp.tasks[:20])))
+        return out
+
+    def explain(self, stage: str, partition: str | None = None) -> dict[str, Any]:
+        """Provenance of what is stored for a stage: fingerprint parts, inputs, code, timings."""
+        name = self._graph.resolve(stage)
+        st = self._graph[name]
+        modes = resolve_modes(self._graph)
+        current = self.meta.current(self.name, name)
+        if partition is not None:
+            current = [c for c in current if c.partition == partition]
+            if not current:
+                known = [c.partition for c in self.meta.current(self.name, name)]
+                raise DataflowError(f"stage {name!r} has no committed partition {partition!r}"
+                                    + (f"; it has {', '.join(known[:5])}" if known else ""))
+        objects = self.meta.objects([c.fingerprint for c in current])
+        parts = []
+        for c in current:
+            o = objects.get(c.fingerprint)
+            if o is None:
+                continue
+            parts.append({"partition": c.partition, "role": c.role, "fingerprint": c.fingerprint,
+                          "parts": o.parts, "rows": o.rows, "bytes": o.bytes, "data_version": o.data_version,
+                          "inputs": [{"stage": s, "partition": p, "version": v} for s, p, v in o.inputs],
+                          "committed": _when(c.committed_at), "reason": c.reason,
+                          "seconds": round(o.finished_at - o.started_at, 3), "path": o.path})
+        m = modes[name]
+        return {"stage": name, "kind": st.kind, "mode": m.mode, "mode_reason": m.reason, "key": m.key,
+                "code": st.text if isinstance(st, Transform) else st.to_json(), "definition_hash": st.definition_hash(),
+                "inputs": list(st.inputs), "partitions": parts}
+
+    def close(self) -> None:
+        """Release the metadata connection (the shared SparkSession stays up)."""
+        self.meta.close()
+
+    def __enter__(self) -> Flow:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Flow(home={str(self.home)!r}, name={self.name!r}, stages={len(self._graph)})"
+
+    # payloads for other front ends (server, widgets) --------------------------------
+    def stage_info(self, name: str) -> dict[str, Any]:
+        name = self._graph.resolve(name)
+        status = next(s for s in self.status() if s.name == name)
+        _, schema = self._paths(name)
+        info = status.to_json()
+        info["schema"] = json.loads(schema) if schema else None
+        info["partitions"] = [{"partition": c.partition, "fingerprint": c.fingerprint,
+                               "committed_at": _when(c.committed_at), "reason": c.reason}
+                              for c in self.meta.current(self.name, name, OUTPUT)]
+        info["provenance"] = self.explain(name)
+        return info
+
+    def record_batches(self, stage: str, partition: str | None = None,
+                       batch_size: int = 65536) -> Iterator[Any]:
+        """Committed records as pyarrow RecordBatches, read from Parquet without Spark."""
+        import pyarrow.parquet as pq
+
+        name = self._graph.resolve(stage)
+        current = self.meta.current(self.name, name, OUTPUT)
+        if partition is not None:
+            current = [c for c in current if c.partition == partition]
+        objects = self.meta.objects([c.fingerprint for c in current])
+        for c in current:
+            o = objects.get(c.fingerprint)
+            if o is None:
+                continue
+            for f in self.store.parquet_files(o.path):
+                yield from pq.ParquetFile(f).iter_batches(batch_size=batch_size)
+
+    def arrow_schema(self, stage: str) -> Any:
+        import pyarrow.parquet as pq
+
+        name = self._graph.resolve(stage)
+        for path in self._paths(name)[0]:
+            for f in self.store.parquet_files(path):
+                return pq.read_schema(f)
+        raise DataflowError(f"stage {name!r} has no committed output yet")

@@ -1,0 +1,312 @@
+"""Decide what must run, and why, without running anything.
+
+`plan_stage` looks at one stage: its definition, the versions of its inputs and what
+the store holds for it, and returns the tasks that would make it fresh, each with a
+reason and a cause. The whole-flow plan chains it in graph order; the executor calls
+the same function stage by stage once upstream outputs are known, so a plan and a run
+can never disagree about what "fresh" means.
+
+Planning cost follows what changed: a stage whose definition and input versions match
+what was recorded at its last reconcile is fresh without loading its partitions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from jupyter_dataflow.core import fingerprint as fpmod
+from jupyter_dataflow.core.fingerprint import InputVersion
+from jupyter_dataflow.core.stage import Sink, Source, Stage, Transform
+
+OUTPUT, PARTIAL, SINK = "output", "partial", "sink"
+WHOLE = ""  # partition id of a stage that is not partitioned
+
+
+@dataclass(frozen=True)
+class Task:
+    """One partition of one stage to compute (or to remove, for `deleted`)."""
+
+    stage: str
+    partition: str
+    reason: str
+    role: str = OUTPUT
+    cause: str = ""
+    fingerprint: str | None = None
+    inputs: tuple[InputVersion, ...] = ()
+    parts: Mapping[str, str] = field(default_factory=dict, compare=False)
+
+    def __str__(self) -> str:
+        where = f"{self.stage}/{self.partition}" if self.partition else self.stage
+        if self.role == PARTIAL:
+            where += " (partial)"
+        return f"{where}: {self.reason}" + (f" ({self.cause})" if self.cause else "")
+
+
+@dataclass(frozen=True)
+class ModeInfo:
+    mode: str          # "map" | "partial" | "reduce" (transforms); "source" | "sink" otherwise
+    key: str | None    # the partition key of the stage's output partitions
+    reason: str
+    partitioned_input: str | None = None
+
+
+@dataclass(frozen=True)
+class StagePlan:
+    stage: str
+    kind: str
+    mode: ModeInfo
+    tasks: tuple[Task, ...]
+    fresh: bool
+    def_hash: str
+    inputs_version: str | None
+    blocked_by: tuple[str, ...] = ()   # upstream stages whose outcome is not known yet
+
+
+@dataclass(frozen=True)
+class Plan:
+    flow: str
+    stages: tuple[StagePlan, ...]
+
+    @property
+    def tasks(self) -> list[Task]:
+        return [t for s in self.stages for t in s.tasks]
+
+    def stage(self, name: str) -> StagePlan:
+        for s in self.stages:
+            if s.stage == name:
+                return s
+        raise KeyError(name)
+
+    def __str__(self) -> str:
+        if not self.tasks:
+            return "nothing to do: every stage is fresh"
+        return "\n".join(str(t) for t in self.tasks)
+
+
+@dataclass
+class Outcome:
+    """What downstream stages can know about a stage's output partitions."""
+
+    key: str | None
+    version: str | None                    # combined version of all partitions; None if pending
+    load: Callable[[], dict[str, str]]     # partition -> data version (lazy)
+    changed: frozenset[str] | None = None  # partitions that changed in this plan/run, if known
+    _cache: dict[str, str] | None = None
+
+    @property
+    def versions(self) -> dict[str, str]:
+        if self._cache is None:
+            self._cache = self.load()
+        return self._cache
+
+    @property
+    def pending(self) -> bool:
+        return self.version is None
+
+
+class StoreView(Protocol):
+    """The read-only view of stored state the planner needs."""
+
+    def current(self, stage: str) -> Mapping[tuple[str, str], Any]: ...
+    def object_parts(self, fingerprints: Sequence[str]) -> Mapping[str, tuple[dict[str, str], list[list[str]]]]: ...
+    def has_objects(self, fingerprints: Sequence[str]) -> set[str]: ...
+    def state(self, stage: str) -> Any | None: ...
+
+
+def source_version(partitions: Mapping[str, Any]) -> str:
+    """A version for a whole source listing (partition ids and file identities)."""
+    return fpmod.combine((pid, fpmod.combine((f.relpath, f.identity) for f in p.files))
+                         for pid, p in partitions.items())
+
+
+def inputs_version(stage: Stage, upstream: Mapping[str, Outcome]) -> str | None:
+    versions = []
+    for name in stage.inputs:
+        out = upstream.get(name)
+        if out is None or out.version is None:
+            return None
+        versions.append((name, out.version))
+    return fpmod.combine(versions)
+
+
+def _reason(task_fp: fpmod.Fingerprint, stored: tuple[dict[str, str], list[list[str]]] | None,
+            new_inputs: Sequence[InputVersion], late: str) -> tuple[str, str]:
+    if stored is None:
+        return "new", ""
+    parts, old_inputs = stored
+    changed = task_fp.changed_parts(parts)
+    if "code" in changed:
+        return "code_changed", ""
+    if "config" in changed:
+        return "config_changed", ""
+    old = {(s, p): v for s, p, v in old_inputs}
+    new = {(i.stage, i.partition): i.version for i in new_inputs}
+    causes = []
+    for key in sorted(set(old) | set(new)):
+        if key not in old:
+            causes.append(f"{key[0]}/{key[1]} new" if key[1] else f"{key[0]} new")
+        elif key not in new:
+            causes.append(f"{key[0]}/{key[1]} removed" if key[1] else f"{key[0]} removed")
+        elif old[key] != new[key]:
+            causes.append(f"{key[0]}/{key[1]} changed" if key[1] else f"{key[0]} changed")
+    return late, ", ".join(causes[:5]) + (f", +{len(causes) - 5} more" if len(causes) > 5 else "")
+
+
+def plan_source(stage: Source, listing: Mapping[str, Any], schema: tuple[str, str | None] | None,
+                view: StoreView) -> StagePlan:
+    """Tasks that ingest new, changed or deleted partitions of a source."""
+    def_hash = stage.definition_hash()
+    mode = ModeInfo("source", stage.partition_by, "partitioned by " + (
+        f"directory key {stage.partition_by!r}" if stage.partition_by else "file"))
+    version = source_version(listing)
+    state = view.state(stage.name)
+    if state is not None and state.state == "fresh" and state.def_hash == def_hash and state.inputs_version == version:
+        return StagePlan(stage.name, "source", mode, (), True, def_hash, version)
+    current = view.current(stage.name)
+    tasks: list[Task] = []
+    fps: dict[str, fpmod.Fingerprint] = {}
+    inputs: dict[str, tuple[InputVersion, ...]] = {}
+    for pid, part in listing.items():
+        ins = tuple(InputVersion("file", f.relpath, f.identity) for f in part.files)
+        inputs[pid] = ins
+        if schema is not None:
+            fps[pid] = fpmod.compute(stage.code(), {**stage.config(), "path": stage.path, "partition": pid,
+                                                    "value": part.value, "schema": schema[0], "key_type": schema[1]}, ins)
+    stored = view.object_parts([c.fingerprint for c in current.values()])
+    for pid in listing:
+        cur = current.get((OUTPUT, pid))
+        fp = fps.get(pid)
+        if cur is not None and fp is not None and cur.fingerprint == fp.digest:
+            continue
+        old = stored.get(cur.fingerprint) if cur is not None else None
+        if fp is None:
+            reason, cause = ("new", "") if cur is None else ("late_data", "")
+        else:
+            reason, cause = _reason(fp, old, inputs[pid], "late_data")
+            if reason == "late_data":
+                cause = _file_cause(old, inputs[pid])
+        tasks.append(Task(stage.name, pid, reason, OUTPUT, cause, fp.digest if fp else None, inputs[pid],
+                          fp.parts() if fp else {}))
+    for (role, pid) in sorted(current):
+        if role == OUTPUT and pid not in listing:
+            tasks.append(Task(stage.name, pid, "deleted", OUTPUT, "files removed from the source"))
+    return StagePlan(stage.name, "source", mode, tuple(tasks), not tasks, def_hash, version)
+
+
+def _file_cause(old: tuple[dict[str, str], list[list[str]]] | None, new: Sequence[InputVersion]) -> str:
+    if old is None:
+        return ""
+    before = {p: v for _s, p, v in old[1]}
+    after = {i.partition: i.version for i in new}
+    added = sorted(set(after) - set(before))
+    changed = sorted(p for p in set(after) & set(before) if after[p] != before[p])
+    removed = sorted(set(before) - set(after))
+    bits = [f"new file {p}" for p in added] + [f"changed file {p}" for p in changed] + [f"removed file {p}" for p in removed]
+    return ", ".join(bits[:4]) + (f", +{len(bits) - 4} more" if len(bits) > 4 else "")
+
+
+def plan_derived(stage: Transform | Sink, mode: ModeInfo, upstream: Mapping[str, Outcome],
+                 view: StoreView) -> StagePlan:
+    """Tasks for a transform or a sink given its inputs' outcomes."""
+    def_hash = stage.definition_hash()
+    kind = stage.kind
+    in_version = inputs_version(stage, upstream)
+    state = view.state(stage.name)
+    if (in_version is not None and state is not None and state.state == "fresh"
+            and state.def_hash == def_hash and state.inputs_version == in_version):
+        return StagePlan(stage.name, kind, mode, (), True, def_hash, in_version)
+    pending = tuple(n for n in stage.inputs if upstream[n].pending)
+    current = view.current(stage.name)
+    code = stage.code()
+    config = {**stage.config(), "mode": mode.mode, "key": mode.key}
+    if isinstance(stage, Sink):
+        config["path"] = stage.path
+    role = SINK if kind == "sink" else OUTPUT
+
+    def whole_inputs(names: Sequence[str]) -> tuple[InputVersion, ...]:
+        return tuple(InputVersion(n, p, v) for n in names for p, v in sorted(upstream[n].versions.items()))
+
+    wanted: dict[tuple[str, str], tuple[InputVersion, ...] | None] = {}
+    if mode.mode == "map":
+        parted = [n for n in stage.inputs if upstream[n].key is not None]
+        others = [n for n in stage.inputs if upstream[n].key is None]
+        if any(upstream[n].pending for n in parted):
+            pids = _union(current, upstream, parted, OUTPUT)
+        else:
+            pids = sorted({p for n in parted for p in upstream[n].versions})
+        rest = None if any(upstream[n].pending for n in others) else whole_inputs(others)
+        for pid in pids:
+            if rest is None or any(upstream[n].pending for n in parted):
+                wanted[(OUTPUT, pid)] = None
+            else:
+                own = tuple(InputVersion(n, pid, upstream[n].versions[pid]) for n in parted if pid in upstream[n].versions)
+                wanted[(OUTPUT, pid)] = own + rest
+    elif mode.mode == "partial":
+        src = mode.partitioned_input or stage.inputs[0]
+        others = [n for n in stage.inputs if n != src]
+        rest = None if any(upstream[n].pending for n in others) else whole_inputs(others)
+        if upstream[src].pending:
+            for pid in _union(current, upstream, [src], PARTIAL):
+                wanted[(PARTIAL, pid)] = None
+        else:
+            for pid, v in sorted(upstream[src].versions.items()):
+                wanted[(PARTIAL, pid)] = None if rest is None else (InputVersion(src, pid, v), *rest)
+        wanted[(OUTPUT, WHOLE)] = None  # depends on the partials: known once they are
+    else:
+        wanted[(role, WHOLE)] = None if pending else whole_inputs(stage.inputs)
+
+    fps = {k: fpmod.compute(code, {**config, "role": k[0], "partition": k[1]}, ins)
+           for k, ins in wanted.items() if ins is not None}
+    if mode.mode == "partial" and all(k in fps for k in wanted if k[0] == PARTIAL):
+        partial_versions = _partial_versions(view, current, fps)
+        if partial_versions is not None:
+            ins = tuple(InputVersion(f"{stage.name}#partial", p, v) for p, v in sorted(partial_versions.items()))
+            wanted[(OUTPUT, WHOLE)] = ins
+            fps[(OUTPUT, WHOLE)] = fpmod.compute(code, {**config, "role": OUTPUT, "partition": WHOLE}, ins)
+    stored = view.object_parts([c.fingerprint for c in current.values()])
+    tasks: list[Task] = []
+    for key, ins in wanted.items():
+        cur = current.get(key)
+        fp = fps.get(key)
+        if fp is not None and cur is not None and cur.fingerprint == fp.digest:
+            continue
+        if fp is None:
+            reason = "new" if cur is None else "input_changed"
+            cause = ("waiting for " + ", ".join(pending)) if pending else ""
+            tasks.append(Task(stage.name, key[1], reason, key[0], cause))
+            continue
+        old = stored.get(cur.fingerprint) if cur is not None else None
+        reason, cause = _reason(fp, old, ins or (), "input_changed")
+        tasks.append(Task(stage.name, key[1], reason, key[0], cause, fp.digest, ins or (), fp.parts()))
+    for key in sorted(current):
+        if key not in wanted and key[0] in (OUTPUT, PARTIAL, SINK):
+            tasks.append(Task(stage.name, key[1], "deleted", key[0], "input partition removed"))
+    return StagePlan(stage.name, kind, mode, tuple(tasks), not tasks, def_hash, in_version, pending)
+
+
+def _union(current: Mapping[tuple[str, str], Any], upstream: Mapping[str, Outcome], names: Sequence[str],
+           role: str) -> list[str]:
+    """Partitions to expect while an input is still pending: what exists now, or will."""
+    pids = {p for (r, p) in current if r == role}
+    for n in names:
+        if upstream[n].changed is not None:
+            pids |= set(upstream[n].changed)
+        if not upstream[n].pending:
+            pids |= set(upstream[n].versions)
+    return sorted(pids)
+
+
+def _partial_versions(view: StoreView, current: Mapping[tuple[str, str], Any],
+                      fps: Mapping[tuple[str, str], fpmod.Fingerprint]) -> dict[str, str] | None:
+    """Data versions of the partials, when every wanted partial is already stored."""
+    out: dict[str, str] = {}
+    for (role, pid), fp in fps.items():
+        if role != PARTIAL:
+            continue
+        cur = current.get((role, pid))
+        if cur is None or cur.fingerprint != fp.digest:
+            return None
+        out[pid] = cur.data_version
+    return out

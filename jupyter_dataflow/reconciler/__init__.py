@@ -1,0 +1,1 @@
+"""The reconciler: make stored outputs match the blueprint, emitting typed events."""

@@ -1,0 +1,328 @@
+"""Plan and reconcile a flow: stages in dependency order, independent ones at once.
+
+Each stage is planned with the same pure function `plan` uses, but against the real
+versions of its inputs, then its tasks run (reusing any stored object with the same
+fingerprint), and finally its new partitions become current in one metadata
+transaction. A failed task fails its stage, which keeps its previous version; stages
+downstream of it are skipped, unrelated branches finish.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from jupyter_dataflow.core import fingerprint as fpmod
+from jupyter_dataflow.core.errors import DataflowError, SourceError, StageExecutionError
+from jupyter_dataflow.core.graph import Graph
+from jupyter_dataflow.core.stage import Sink, Source, Transform
+from jupyter_dataflow.plan.planner import (
+    OUTPUT,
+    PARTIAL,
+    SINK,
+    ModeInfo,
+    Outcome,
+    Plan,
+    StagePlan,
+    Task,
+    plan_derived,
+    plan_source,
+)
+from jupyter_dataflow.plan.resolve import output_key, resolve_modes
+from jupyter_dataflow.reconciler import events as ev
+from jupyter_dataflow.reconciler.view import MetaView
+from jupyter_dataflow.store import listing as listmod
+from jupyter_dataflow.store.metadata import Metadata, ObjectRecord, Publish, StageState
+from jupyter_dataflow.store.objects import ObjectStore
+
+
+@dataclass
+class RunResult:
+    """What a run did: tasks executed, reused from the store, failed and skipped."""
+
+    executed: list[Task] = field(default_factory=list)
+    reused: list[Task] = field(default_factory=list)
+    failed: list[Task] = field(default_factory=list)
+    skipped: list[Task] = field(default_factory=list)
+    errors: dict[str, str] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed and not self.errors
+
+    def summary(self) -> str:
+        text = (f"{len(self.executed)} executed, {len(self.reused)} reused, {len(self.failed)} failed"
+                f" in {self.seconds:.1f}s")
+        if self.skipped:
+            text += f" ({len(self.skipped)} skipped downstream of failures)"
+        return text
+
+
+class Reconciler:
+    """Plans and runs one flow of a home."""
+
+    def __init__(self, flow: str, graph: Graph, meta: Metadata, store: ObjectStore, bus: ev.EventBus,
+                 runner: Callable[[], Any], parallelism: int = 4) -> None:
+        self.flow = flow
+        self.graph = graph
+        self.meta = meta
+        self.store = store
+        self.bus = bus
+        self._runner_factory = runner
+        self.parallelism = parallelism
+        self._lock = threading.Lock()
+        self._listings: Mapping[str, Mapping[str, listmod.SourcePartition]] = {}
+
+    # planning ---------------------------------------------------------------------
+    def _scope(self, target: str | None) -> list[str]:
+        if target is None:
+            return self.graph.order()
+        name = self.graph.resolve(target)
+        wanted = {*self.graph.upstream(name), name}
+        return [s for s in self.graph.order() if s in wanted]
+
+    def listings(self, names: list[str]) -> dict[str, dict[str, listmod.SourcePartition]]:
+        out = {}
+        for n in names:
+            st = self.graph[n]
+            if isinstance(st, Source):
+                out[n] = listmod.partitions(st.path, st.partition_by, st.name)
+        return out
+
+    def plan(self, target: str | None = None) -> Plan:
+        """What a run would do now, and why. Reads the store and lists sources; no Spark."""
+        names = self._scope(target)
+        modes = resolve_modes(self.graph)
+        view = MetaView(self.meta, self.flow)
+        listings = self.listings(names)
+        outcomes: dict[str, Outcome] = {}
+        stages: list[StagePlan] = []
+        for name in names:
+            sp = self._plan_stage(name, modes[name], view, listings, outcomes)
+            stages.append(sp)
+            outcomes[name] = self._predicted(name, sp, modes[name], view)
+        return Plan(self.flow, tuple(stages))
+
+    def _plan_stage(self, name: str, mode: ModeInfo, view: MetaView,
+                    listings: Mapping[str, Mapping[str, listmod.SourcePartition]],
+                    outcomes: Mapping[str, Outcome]) -> StagePlan:
+        stage = self.graph[name]
+        if isinstance(stage, Source):
+            schema = self.meta.source_schema(self.flow, name, stage.definition_hash())
+            return plan_source(stage, listings[name], schema, view)
+        assert isinstance(stage, (Transform, Sink))
+        upstream = {i: outcomes[self.graph.resolve(i)] for i in stage.inputs}
+        return plan_derived(stage, mode, upstream, view)
+
+    def _predicted(self, name: str, sp: StagePlan, mode: ModeInfo, view: MetaView) -> Outcome:
+        key = output_key(self.graph[name], mode)
+        if not sp.tasks:
+            return self._committed_outcome(name, key, view)
+        changed = frozenset(t.partition for t in sp.tasks if t.role == OUTPUT)
+        return Outcome(key, None, lambda: {}, changed)
+
+    def _committed_outcome(self, name: str, key: str | None, view: MetaView) -> Outcome:
+        state = view.state(name)
+
+        def load() -> dict[str, str]:
+            return {c.partition: c.data_version for c in self.meta.current(self.flow, name, OUTPUT)}
+
+        if state is not None and state.state == "fresh" and state.output_version is not None:
+            return Outcome(key, state.output_version, load)
+        versions = load()
+        return Outcome(key, fpmod.combine(versions.items()), lambda: versions)
+
+    # running ----------------------------------------------------------------------
+    def run(self, target: str | None = None) -> RunResult:
+        """Reconcile the flow (or `target` and its upstream) and report what happened."""
+        with self._lock:
+            return self._run(target)
+
+    def _run(self, target: str | None) -> RunResult:
+        started = time.time()
+        result = RunResult()
+        names = self._scope(target)
+        modes = resolve_modes(self.graph)
+        view = MetaView(self.meta, self.flow)
+        run_id = self.meta.start_run(self.flow)
+        self.bus.emit(ev.Event(ev.RUN_STARTED, self.flow, total=len(names)))
+        outcomes: dict[str, Outcome] = {}
+        failed_stages: set[str] = set()
+        futures: dict[str, Future[Outcome | None]] = {}
+        try:
+            listings = self.listings(names)
+        except SourceError as err:
+            self._fail_source_listing(err, result)
+            listings = None
+        with ThreadPoolExecutor(self.parallelism, thread_name_prefix="dataflow-stage") as stages_pool, \
+                ThreadPoolExecutor(self.parallelism, thread_name_prefix="dataflow-task") as tasks_pool:
+
+            def run_stage(name: str) -> Outcome | None:
+                stage = self.graph[name]
+                deps = [self.graph.resolve(i) for i in stage.inputs]
+                for d in deps:
+                    futures[d].result()
+                if listings is None or any(d in failed_stages for d in deps) or (
+                        isinstance(stage, Source) and name in result.errors):
+                    self._skip(name, result, failed_stages, "upstream failed")
+                    return None
+                try:
+                    out = self._execute_stage(name, modes[name], view, listings, outcomes, tasks_pool, result)
+                    outcomes[name] = out
+                    return out
+                except DataflowError as err:
+                    failed_stages.add(name)
+                    self._record_failure(name, err, result)
+                    return None
+
+            self._listings = listings or {}
+            for name in names:
+                futures[name] = stages_pool.submit(run_stage, name)
+            for name in names:
+                futures[name].result()
+        result.seconds = time.time() - started
+        self.meta.finish_run(run_id, len(result.executed), len(result.reused), len(result.failed))
+        self.bus.emit(ev.Event(ev.RUN_FINISHED, self.flow, detail=result.summary(), seconds=result.seconds,
+                               state="failed" if result.failed or result.errors else "fresh"))
+        return result
+
+    def _fail_source_listing(self, err: SourceError, result: RunResult) -> None:
+        stage = err.stage or ""
+        result.errors[stage] = str(err)
+        self._put_state(stage, "failed", str(err))
+        self.bus.emit(ev.Event(ev.TASK_FAILED, self.flow, stage, detail=str(err), state="failed"))
+
+    def _skip(self, name: str, result: RunResult, failed_stages: set[str], why: str) -> None:
+        failed_stages.add(name)
+        task = Task(name, "", "skipped", OUTPUT, why)
+        result.skipped.append(task)
+        self.bus.emit(ev.Event(ev.TASK_SKIPPED, self.flow, name, reason="skipped", detail=why))
+
+    def _record_failure(self, name: str, err: DataflowError, result: RunResult) -> None:
+        result.errors[name] = str(err)
+        self._put_state(name, "failed", str(err))
+        self.bus.emit(ev.Event(ev.STAGE_FINISHED, self.flow, name, state="failed", detail=str(err)))
+
+    def _put_state(self, name: str, state: str, error: str | None) -> None:
+        if not name or name not in self.graph:
+            return
+        old = self.meta.states(self.flow).get(name)
+        self.meta.put_state(self.flow, StageState(
+            name, state, error, old.def_hash if old else None, None, old.output_version if old else None,
+            old.detail if old else {}, time.time()))
+
+    def _execute_stage(self, name: str, mode: ModeInfo, view: MetaView,
+                       listings: Mapping[str, Mapping[str, listmod.SourcePartition]],
+                       outcomes: Mapping[str, Outcome], pool: ThreadPoolExecutor, result: RunResult) -> Outcome:
+        stage = self.graph[name]
+        key = output_key(stage, mode)
+        if isinstance(stage, Source):
+            self._ensure_schema(stage, listings[name])
+        sp = self._plan_stage(name, mode, view, listings, outcomes)
+        self.bus.emit(ev.Event(ev.STAGE_PLANNED, self.flow, name, total=len(sp.tasks)))
+        if sp.fresh:
+            self.bus.emit(ev.Event(ev.STAGE_FINISHED, self.flow, name, state="fresh"))
+            return self._committed_outcome(name, key, view)
+        publishes: list[Publish] = []
+        if mode.mode == "partial":
+            partial_tasks = [t for t in sp.tasks if t.role == PARTIAL]
+            publishes += self._run_tasks(stage, mode, partial_tasks, outcomes, pool, result)
+            if publishes:
+                self.meta.commit(self.flow, publishes)
+            publishes = []
+            sp = self._plan_stage(name, mode, view, listings, outcomes)
+        publishes += self._run_tasks(stage, mode, [t for t in sp.tasks if t.role != PARTIAL], outcomes, pool, result)
+        versions = {c.partition: c.data_version for c in self.meta.current(self.flow, name, OUTPUT)}
+        for p in publishes:
+            if p.role == OUTPUT:
+                if p.object is None:
+                    versions.pop(p.partition, None)
+                else:
+                    versions[p.partition] = p.object.data_version
+        out_version = fpmod.combine(versions.items())
+        state = StageState(name, "fresh", None, sp.def_hash, sp.inputs_version, out_version,
+                           {"mode": mode.mode, "key": mode.key, "mode_reason": mode.reason}, time.time())
+        self.meta.commit(self.flow, publishes, state)
+        view.refresh()
+        changed = frozenset(p.partition for p in publishes if p.role == OUTPUT)
+        self.bus.emit(ev.Event(ev.STAGE_FINISHED, self.flow, name, state="fresh", total=len(publishes)))
+        return Outcome(key, out_version, lambda: dict(versions), changed)
+
+    def _ensure_schema(self, stage: Source, parts: Mapping[str, listmod.SourcePartition]) -> None:
+        def_hash = stage.definition_hash()
+        if self.meta.source_schema(self.flow, stage.name, def_hash) is None and parts:
+            schema, key_type = self._runner().infer_source_schema(stage, parts)
+            self.meta.put_source_schema(self.flow, stage.name, def_hash, schema, key_type)
+
+    def _runner(self) -> Any:
+        return self._runner_factory()
+
+    def _run_tasks(self, stage: Any, mode: ModeInfo, tasks: list[Task], outcomes: Mapping[str, Outcome],
+                   pool: ThreadPoolExecutor, result: RunResult) -> list[Publish]:
+        publishes: list[Publish] = []
+        errors: list[StageExecutionError | DataflowError] = []
+        todo: list[Task] = []
+        for t in tasks:
+            if t.reason == "deleted":
+                publishes.append(Publish(t.stage, t.role, t.partition, None, "deleted"))
+                result.executed.append(t)
+                continue
+            existing = self.meta.object(t.fingerprint) if t.fingerprint else None
+            if existing is not None and (not existing.path or _exists(existing.path)):
+                publishes.append(Publish(t.stage, t.role, t.partition, existing, t.reason))
+                result.reused.append(t)
+                self.bus.emit(ev.Event(ev.TASK_REUSED, self.flow, t.stage, t.partition, t.reason, rows=existing.rows))
+                continue
+            todo.append(t)
+            self.bus.emit(ev.Event(ev.TASK_QUEUED, self.flow, t.stage, t.partition, t.reason, t.cause))
+        futures = [(t, pool.submit(self._compute, stage, mode, t, outcomes)) for t in todo]
+        for t, fut in futures:
+            try:
+                obj = fut.result()
+            except DataflowError as err:
+                errors.append(err)
+                result.failed.append(t)
+                self.bus.emit(ev.Event(ev.TASK_FAILED, self.flow, t.stage, t.partition, t.reason, str(err),
+                                       state="failed"))
+                continue
+            publishes.append(Publish(t.stage, t.role, t.partition, obj, t.reason))
+            result.executed.append(t)
+            self.bus.emit(ev.Event(ev.TASK_COMMITTED, self.flow, t.stage, t.partition, t.reason, rows=obj.rows,
+                                   seconds=obj.finished_at - obj.started_at))
+        if errors:
+            raise errors[0]
+        return publishes
+
+    def _compute(self, stage: Any, mode: ModeInfo, task: Task, outcomes: Mapping[str, Outcome]) -> ObjectRecord:
+        from jupyter_dataflow.reconciler.compute import compute_task
+
+        assert task.fingerprint is not None, f"task {task} has no fingerprint at execution"
+        self.bus.emit(ev.Event(ev.TASK_STARTED, self.flow, task.stage, task.partition, task.reason))
+        started = time.time()
+        staged = compute_task(self, stage, mode, task)
+        if staged is None:  # sinks write outside the store
+            obj = ObjectRecord(task.fingerprint, "", 0, 0, task.fingerprint, "{}", dict(task.parts),
+                               [[i.stage, i.partition, i.version] for i in task.inputs], stage.code(), task.stage,
+                               task.partition, started, time.time())
+        else:
+            path = self.store.publish(staged.path, task.fingerprint)
+            obj = ObjectRecord(task.fingerprint, str(path), staged.rows, staged.bytes, staged.data_version,
+                               staged.schema, dict(task.parts),
+                               [[i.stage, i.partition, i.version] for i in task.inputs], stage.code(), task.stage,
+                               task.partition, started, time.time())
+        self.meta.add_object(obj)
+        return obj
+
+
+def _exists(path: str) -> bool:
+    import os
+
+    return os.path.isdir(path)
+
+
+ROLE_NAMES = {OUTPUT: "output", PARTIAL: "partial", SINK: "sink"}

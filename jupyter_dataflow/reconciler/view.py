@@ -1,0 +1,36 @@
+"""The planner's read-only window onto the metadata database, with per-call caching."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from jupyter_dataflow.store.metadata import CurrentRecord, Metadata, StageState
+
+
+class MetaView:
+    """Implements the planner's `StoreView` over one flow of a metadata database."""
+
+    def __init__(self, meta: Metadata, flow: str) -> None:
+        self.meta = meta
+        self.flow = flow
+        self._states: dict[str, StageState] | None = None
+
+    def current(self, stage: str) -> Mapping[tuple[str, str], CurrentRecord]:
+        return {(c.role, c.partition): c for c in self.meta.current(self.flow, stage)}
+
+    def object_parts(self, fingerprints: Sequence[str]) -> Mapping[str, tuple[dict[str, str], list[list[str]]]]:
+        return {fp: (o.parts, o.inputs) for fp, o in self.meta.objects(fingerprints).items()}
+
+    def has_objects(self, fingerprints: Sequence[str]) -> set[str]:
+        found = self.meta.objects(fingerprints)
+        return {fp for fp, o in found.items() if not o.path or os.path.isdir(o.path)}
+
+    def state(self, stage: str) -> Any | None:
+        if self._states is None:
+            self._states = self.meta.states(self.flow)
+        return self._states.get(stage)
+
+    def refresh(self) -> None:
+        self._states = None
