@@ -132,45 +132,48 @@ def capture(
     header: dict[str, str] = {}
     helpers: dict[str, str] = {}
     own = {n.name for n in tree.body if isinstance(n, (ast.FunctionDef, ast.ClassDef))}
-    pending = [(n, target) for n in _free_names(target)]
+    pending: list[tuple[str, Mapping[str, Any]]] = [(n, ns) for n in _free_names(target)]
     # Other top-level code in the cell text (imports, helpers) comes along as written.
-    preamble = [n for n in tree.body if n is not target]
-    for node in preamble:
+    for node in tree.body:
+        if node is target:
+            continue
         if isinstance(node, (ast.Import, ast.ImportFrom)):
             header[ast.unparse(node)] = ""
         elif isinstance(node, ast.FunctionDef):
             helpers[node.name] = ast.unparse(node)
-            pending.extend((n, node) for n in _free_names(node))
+            pending.extend((n, ns) for n in _free_names(node))
         elif isinstance(node, ast.Assign) and all(isinstance(t, ast.Name) for t in node.targets):
-            helpers[",".join(t.id for t in node.targets if isinstance(t, ast.Name))] = ast.unparse(node)  # type: ignore[union-attr]
+            helpers[",".join(t.id for t in node.targets if isinstance(t, ast.Name))] = ast.unparse(node)
     seen: set[str] = set()
     while pending:
-        name, _ = pending.pop(0)
+        name, scope = pending.pop(0)
         if name in seen or name in own or name in helpers:
             continue
         seen.add(name)
-        if name not in ns:
+        if name not in scope:
             raise StageDefinitionError(f"name {name!r} is not defined for the Python transform", stage)
-        value = ns[name]
+        value = scope[name]
         if isinstance(value, types.ModuleType):
             header[f"import {value.__name__} as {name}" if value.__name__ != name else f"import {name}"] = ""
         elif _is_simple(value):
             helpers[name] = f"{name} = {value!r}"
-        elif isinstance(value, (types.FunctionType, type)) and getattr(value, "__module__", None) not in ("__main__", None) and not _defined_in_notebook(value):
-            mod, qual = value.__module__, value.__qualname__
-            line = f"from {mod} import {qual}" + (f" as {name}" if qual != name else "")
-            header[line] = ""
-        elif isinstance(value, types.FunctionType):
+        elif isinstance(value, types.FunctionType) and _user_code(value):
+            # Notebook or project code: captured by source so that editing it changes
+            # the fingerprint; its own free names resolve in its own globals.
             try:
                 src = textwrap.dedent(inspect.getsource(value))
             except (OSError, TypeError) as err:
                 raise StageDefinitionError(f"cannot read the source of helper {name!r}: {err}", stage) from None
             helper_tree = ast.parse(src)
+            fn = next((n for n in helper_tree.body if isinstance(n, ast.FunctionDef)), None)
+            if fn is not None and fn.name != name:
+                fn.name = name
             helpers[name] = ast.unparse(helper_tree)
-            pending.extend((n, helper_tree) for n in _free_names(helper_tree))
-        elif callable(value) and getattr(value, "__module__", "") and not _defined_in_notebook(value):
-            # e.g. pyspark.sql.functions members that are not plain functions
-            header[f"from {value.__module__} import {getattr(value, '__name__', name)} as {name}"] = ""
+            pending.extend((n, value.__globals__) for n in _free_names(helper_tree))
+        elif callable(value) and getattr(value, "__module__", None) and "<locals>" not in getattr(
+                value, "__qualname__", "<locals>"):
+            mod, qual = value.__module__, getattr(value, "__qualname__", name)
+            header[f"from {mod} import {qual}" + (f" as {name}" if qual != name else "")] = ""
         else:
             raise StageDefinitionError(
                 f"global {name!r} ({type(value).__name__}) cannot be captured into the transform; "
@@ -182,9 +185,17 @@ def capture(
     return PythonCode(module=module, function=target.name, params=params)
 
 
-def _defined_in_notebook(value: Any) -> bool:
-    module = getattr(value, "__module__", None)
-    return module in (None, "__main__", "builtins") and not isinstance(value, types.BuiltinFunctionType)
+def _user_code(func: types.FunctionType) -> bool:
+    """Whether a function is the user's own code rather than an installed library's."""
+    import sysconfig
+
+    if func.__module__ in (None, "__main__") or "<locals>" in func.__qualname__:
+        return True
+    filename = func.__code__.co_filename
+    if filename.startswith("<"):
+        return True  # defined in a notebook cell or exec'd text
+    library_roots = {sysconfig.get_paths()[k] for k in ("stdlib", "platstdlib", "purelib", "platlib")}
+    return not any(filename.startswith(root) for root in library_roots)
 
 
 def _strip_docstrings(tree: ast.AST) -> ast.AST:

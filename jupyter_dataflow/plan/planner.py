@@ -232,13 +232,11 @@ def plan_derived(stage: Transform | Sink, mode: ModeInfo, upstream: Mapping[str,
     if mode.mode == "map":
         parted = [n for n in stage.inputs if upstream[n].key is not None]
         others = [n for n in stage.inputs if upstream[n].key is None]
-        if any(upstream[n].pending for n in parted):
-            pids = _union(current, upstream, parted, OUTPUT)
-        else:
-            pids = sorted({p for n in parted for p in upstream[n].versions})
+        pids = _union(current, upstream, parted, OUTPUT) if any(upstream[n].pending for n in parted) else \
+            sorted({p for n in parted for p in upstream[n].versions})
         rest = None if any(upstream[n].pending for n in others) else whole_inputs(others)
         for pid in pids:
-            if rest is None or any(upstream[n].pending for n in parted):
+            if rest is None or any(_unsettled(upstream[n], pid) for n in parted):
                 wanted[(OUTPUT, pid)] = None
             else:
                 own = tuple(InputVersion(n, pid, upstream[n].versions[pid]) for n in parted if pid in upstream[n].versions)
@@ -247,12 +245,10 @@ def plan_derived(stage: Transform | Sink, mode: ModeInfo, upstream: Mapping[str,
         src = mode.partitioned_input or stage.inputs[0]
         others = [n for n in stage.inputs if n != src]
         rest = None if any(upstream[n].pending for n in others) else whole_inputs(others)
-        if upstream[src].pending:
-            for pid in _union(current, upstream, [src], PARTIAL):
-                wanted[(PARTIAL, pid)] = None
-        else:
-            for pid, v in sorted(upstream[src].versions.items()):
-                wanted[(PARTIAL, pid)] = None if rest is None else (InputVersion(src, pid, v), *rest)
+        up = upstream[src]
+        for pid in _union(current, upstream, [src], PARTIAL) if up.pending else sorted(up.versions):
+            settled = rest is not None and not _unsettled(up, pid) and pid in up.versions
+            wanted[(PARTIAL, pid)] = (InputVersion(src, pid, up.versions[pid]), *(rest or ())) if settled else None
         wanted[(OUTPUT, WHOLE)] = None  # depends on the partials: known once they are
     else:
         wanted[(role, WHOLE)] = None if pending else whole_inputs(stage.inputs)
@@ -286,6 +282,11 @@ def plan_derived(stage: Transform | Sink, mode: ModeInfo, upstream: Mapping[str,
     return StagePlan(stage.name, kind, mode, tuple(tasks), not tasks, def_hash, in_version, pending)
 
 
+def _unsettled(outcome: Outcome, pid: str) -> bool:
+    """Whether partition `pid` of a pending input may still change in this run."""
+    return outcome.pending and (outcome.changed is None or pid in outcome.changed)
+
+
 def _union(current: Mapping[tuple[str, str], Any], upstream: Mapping[str, Outcome], names: Sequence[str],
            role: str) -> list[str]:
     """Partitions to expect while an input is still pending: what exists now, or will."""
@@ -293,8 +294,7 @@ def _union(current: Mapping[tuple[str, str], Any], upstream: Mapping[str, Outcom
     for n in names:
         if upstream[n].changed is not None:
             pids |= set(upstream[n].changed)
-        if not upstream[n].pending:
-            pids |= set(upstream[n].versions)
+        pids |= set(upstream[n].versions)
     return sorted(pids)
 
 

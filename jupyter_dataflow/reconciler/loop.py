@@ -123,8 +123,16 @@ class Reconciler:
         key = output_key(self.graph[name], mode)
         if not sp.tasks:
             return self._committed_outcome(name, key, view)
+        # Partitions with a task may change; the others keep their committed versions.
         changed = frozenset(t.partition for t in sp.tasks if t.role == OUTPUT)
-        return Outcome(key, None, lambda: {}, changed)
+        if any(t.role == OUTPUT and t.partition == "" for t in sp.tasks) or key is None:
+            changed = frozenset(p for p in changed) | {""}
+
+        def load() -> dict[str, str]:
+            return {c.partition: c.data_version for c in self.meta.current(self.flow, name, OUTPUT)
+                    if c.partition not in changed}
+
+        return Outcome(key, None, load, changed)
 
     def _committed_outcome(self, name: str, key: str | None, view: MetaView) -> Outcome:
         state = view.state(name)

@@ -8,6 +8,7 @@ commit is one transaction: readers see the old mapping or the new one.
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import threading
 import time
@@ -280,6 +281,7 @@ class Metadata:
                            (flow, p.stage, p.role, p.partition, p.object.fingerprint, now))
             if state is not None:
                 self._put_state(db, flow, state)
+            fault_point("commit")
 
     def _put_state(self, db: sqlite3.Connection, flow: str, s: StageState) -> None:
         db.execute(
@@ -322,6 +324,19 @@ class Metadata:
         with self.transaction() as db:
             db.execute("UPDATE runs SET finished_at=?, executed=?, reused=?, failed=?, status=? WHERE id=?",
                        (time.time(), executed, reused, failed, "failed" if failed else "succeeded", run_id))
+
+
+def fault_point(name: str) -> None:
+    """Pause here when JUPYTER_DATAFLOW_FAULT names this point (crash-safety tests).
+
+    Writes `<name>.reached` into JUPYTER_DATAFLOW_FAULT_DIR so a test knows when to
+    kill the process; a no-op otherwise.
+    """
+    if os.environ.get("JUPYTER_DATAFLOW_FAULT") != name:
+        return
+    folder = Path(os.environ.get("JUPYTER_DATAFLOW_FAULT_DIR", "."))
+    (folder / f"{name}.reached").write_text(str(os.getpid()))
+    time.sleep(float(os.environ.get("JUPYTER_DATAFLOW_FAULT_SLEEP", "120")))
 
 
 def _object(r: sqlite3.Row) -> ObjectRecord:
