@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import atexit
+from collections import Counter
 from typing import Any
 
 from jupyter_dataflow.server.config import Dataflow
@@ -47,6 +48,8 @@ def _load_jupyter_server_extension(serverapp: Any) -> None:
             "dataflow_home": home,
             "dataflow_root": root_dir,
             "dataflow_runs": runs,
+            # Records streams started / completed / aborted by the client.
+            "dataflow_streams": Counter(),
         }
     )
     base_url = web_app.settings.get("base_url", "/")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
@@ -114,10 +115,72 @@ class FlowsHandler(DataflowHandler):
         self.write_json({"flows": flows, "home": str(self.home)})
 
 
+def graph_payload(flow: Any) -> dict[str, Any]:
+    """The lineage payload of an open flow.
+
+    Uses `Flow.graph_payload()`; until every engine version has it, builds the same
+    shape from `status()`, the graph and the committed schemas.
+    """
+    if hasattr(flow, "graph_payload"):
+        return flow.graph_payload()
+    jd = _engine()
+    nodes, edges = [], []
+    for status in flow.status():
+        stage = flow.graph[status.name]
+        try:
+            schema = flow.arrow_schema(status.name)
+            columns = [{"name": f.name, "type": str(f.type)} for f in schema]
+        except jd.DataflowError:
+            columns = []
+        text = getattr(stage, "text", None)
+        nodes.append(
+            {
+                "id": status.name,
+                "kind": status.kind,
+                "lang": getattr(stage, "lang", None),
+                "state": status.state,
+                "mode": status.mode,
+                "partitions": status.partitions,
+                "rows": status.rows,
+                "fingerprint": status.fingerprint,
+                "updated": status.updated,
+                "error": status.error,
+                "code": text if isinstance(text, str) else json.dumps(stage.to_json()),
+                "columns": columns,
+            }
+        )
+        edges += [{"source": i, "target": status.name} for i in stage.inputs]
+    return {"flow": flow.name, "nodes": nodes, "edges": edges}
+
+
+def run_scope(payload: dict[str, Any], stage: str | None) -> set[str]:
+    """Stages a run of `stage` (or of the whole flow) may compute."""
+    ids = {n["id"] for n in payload["nodes"]}
+    if stage is None:
+        return ids
+    parents: dict[str, list[str]] = {}
+    for e in payload["edges"]:
+        parents.setdefault(e["target"], []).append(e["source"])
+    scope, todo = set(), [stage]
+    while todo:
+        name = todo.pop()
+        if name not in scope:
+            scope.add(name)
+            todo += parents.get(name, [])
+    return scope & ids
+
+
 class GraphHandler(DataflowHandler):
     @tornado.web.authenticated
     async def get(self, flow: str) -> None:
-        payload = await self.with_flow(flow, lambda f: f.graph_payload())
+        payload = await self.with_flow(flow, graph_payload)
+        run = self.runs.active(flow)
+        if run is not None:
+            # The run is another process: show what it is working on as running.
+            scope = run_scope(payload, run.stage)
+            for node in payload["nodes"]:
+                if node["id"] in scope and node["state"] != "fresh":
+                    node["state"] = "running"
         self.write_json(payload)
 
 
@@ -127,6 +190,11 @@ class StageHandler(DataflowHandler):
         self.check_name(flow, "flow")
         self.check_name(stage, "stage")
         info = await self.with_flow(flow, lambda f: f.stage_info(stage))
+        run = self.runs.active(flow)
+        if run is not None and info.get("state") != "fresh":
+            payload = await self.with_flow(flow, graph_payload)
+            if info.get("name", stage) in run_scope(payload, run.stage):
+                info["state"] = "running"
         self.write_json(info)
 
 
@@ -156,8 +224,11 @@ class RecordsHandler(DataflowHandler):
             info = await self.blocking(
                 lambda: self.engine_call(lambda f: f.stage_info(stage), flow)
             )
+            committed = info.get("partitions") or []
+            if not committed:
+                raise tornado.web.HTTPError(404, f"stage {stage!r} has no committed records yet")
             if partition is not None:
-                known = [p.get("partition") for p in info.get("partitions") or []]
+                known = [p.get("partition") for p in committed]
                 if partition not in known:
                     raise tornado.web.HTTPError(
                         404, f"stage {stage!r} has no committed partition {partition!r}"
@@ -223,6 +294,8 @@ class RecordsHandler(DataflowHandler):
                 remaining -= batch.num_rows
             return encoder.encode(batch)
 
+        stats: Counter[str] = self.settings["dataflow_streams"]
+        stats["started"] += 1
         try:
             head = await self.blocking(encoder.header)
             self.write(head)
@@ -235,7 +308,9 @@ class RecordsHandler(DataflowHandler):
             if tail:
                 self.write(tail)
             await self.finish(set_content_type=encoder.content_type)
+            stats["completed"] += 1
         except StreamClosedError:
+            stats["aborted"] += 1
             self.log.info("dataflow records of %s: client went away, stopped streaming", stage)
 
 
