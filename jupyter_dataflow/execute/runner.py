@@ -117,7 +117,11 @@ class TaskRunner:
         reader = self.spark.read.format(source.format)
         opts = dict(source.options)
         if source.format in ("csv", "json") and schema_json is not None:
+            # A value that does not fit the recorded schema fails the read instead of
+            # silently becoming NULL.
             opts.setdefault("mode", "FAILFAST")
+            if source.format == "csv" and opts.get("header", "false").lower() == "true":
+                opts.setdefault("enforceSchema", "false")  # header names must match, not just positions
         reader = reader.options(**opts)
         if schema_json is not None:
             reader = reader.schema(StructType.fromJson(json.loads(schema_json)))
@@ -128,6 +132,8 @@ class TaskRunner:
         from pyspark.sql import functions as F
 
         with boundary(source.name, part.partition):
+            if source.format == "parquet":
+                _check_parquet_columns(source.name, part, schema_json)
             df = self._reader(source, schema_json).load([f.path for f in part.files])
             if source.partition_by:
                 value = part.value
@@ -244,6 +250,22 @@ class TaskRunner:
         os.replace(tmp, target)
         shutil.rmtree(old, ignore_errors=True)
         return 0
+
+
+def _check_parquet_columns(stage: str, part: SourcePartition, schema_json: str) -> None:
+    """Refuse Parquet files whose columns differ from the recorded schema (footers only)."""
+    import pyarrow.parquet as pq
+
+    expected = {f["name"].lower() for f in json.loads(schema_json)["fields"]}
+    for f in part.files:
+        try:
+            names = {n.lower() for n in pq.read_schema(f.path).names}
+        except Exception as err:
+            raise SourceError(f"cannot read {f.relpath}: {short_message(err, 2)}", stage, part.partition) from err
+        if names != expected:
+            added, missing = sorted(names - expected), sorted(expected - names)
+            raise SourceError(f"schema changed in {f.relpath}: new columns {added or 'none'}, "
+                              f"missing columns {missing or 'none'}", stage, part.partition)
 
 
 def _key_type(values: Sequence[str | None]) -> str:

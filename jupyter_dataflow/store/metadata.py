@@ -249,6 +249,7 @@ class Metadata:
     def commit(self, flow: str, publishes: Iterable[Publish], state: StageState | None = None) -> None:
         """Publish objects and move `current` pointers in one transaction."""
         now = time.time()
+        publishes = list(publishes)
         with self.transaction() as db:
             for p in publishes:
                 if p.object is not None:
@@ -281,7 +282,7 @@ class Metadata:
                            (flow, p.stage, p.role, p.partition, p.object.fingerprint, now))
             if state is not None:
                 self._put_state(db, flow, state)
-            fault_point("commit")
+            fault_point("commit", {p.stage for p in publishes} | ({state.stage} if state else set()))
 
     def _put_state(self, db: sqlite3.Connection, flow: str, s: StageState) -> None:
         db.execute(
@@ -304,8 +305,10 @@ class Metadata:
                 for r in rows}
 
     def source_schema(self, flow: str, stage: str, def_hash: str) -> tuple[str, str | None] | None:
-        rows = self.query("SELECT schema, key_type FROM source_schema WHERE flow=? AND stage=? AND def_hash=?",
-                          (flow, stage, def_hash))
+        # A schema recorded for the same definition in another flow of the home is as
+        # good as our own: sharing it keeps ingest fingerprints (and dedup) equal.
+        rows = self.query("SELECT schema, key_type FROM source_schema WHERE def_hash=? "
+                          "ORDER BY (flow = ? AND stage = ?) DESC LIMIT 1", (def_hash, flow, stage))
         return (rows[0]["schema"], rows[0]["key_type"]) if rows else None
 
     def put_source_schema(self, flow: str, stage: str, def_hash: str, schema: str, key_type: str | None) -> None:
@@ -326,13 +329,18 @@ class Metadata:
                        (time.time(), executed, reused, failed, "failed" if failed else "succeeded", run_id))
 
 
-def fault_point(name: str) -> None:
+def fault_point(name: str, stages: set[str] | None = None) -> None:
     """Pause here when JUPYTER_DATAFLOW_FAULT names this point (crash-safety tests).
 
-    Writes `<name>.reached` into JUPYTER_DATAFLOW_FAULT_DIR so a test knows when to
-    kill the process; a no-op otherwise.
+    The setting is `NAME` or `NAME:STAGE`. Writes `<NAME>.reached` into
+    JUPYTER_DATAFLOW_FAULT_DIR so a test knows when to kill the process; a no-op
+    otherwise.
     """
-    if os.environ.get("JUPYTER_DATAFLOW_FAULT") != name:
+    wanted = os.environ.get("JUPYTER_DATAFLOW_FAULT")
+    if not wanted:
+        return
+    point, _, stage = wanted.partition(":")
+    if point != name or (stage and stage not in (stages or set())):
         return
     folder = Path(os.environ.get("JUPYTER_DATAFLOW_FAULT_DIR", "."))
     (folder / f"{name}.reached").write_text(str(os.getpid()))

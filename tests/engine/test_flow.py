@@ -229,3 +229,16 @@ def test_bad_input_changes_nothing(open_flow, orders_dir) -> None:
     reopened = jd.Flow.open(home=flow.home, name=flow.name)
     assert {n: reopened.graph[n].definition_hash() for n in reopened.graph} == before
     assert os.path.isdir(flow.home)
+
+
+def test_schema_change_in_a_new_file_is_reported(open_flow, orders_dir) -> None:
+    flow = open_flow()
+    build_standard(flow)
+    assert flow.run().ok
+    day = orders_dir / "date=2024-01-04"
+    day.mkdir()
+    (day / "part-0.csv").write_text("order_id,client,amount\n1,2,3.0\n")
+    result = flow.run()
+    assert "orders" in result.errors
+    assert "date=2024-01-04" in result.errors["orders"]
+    assert flow.table("daily").count() == 3, "the previous version must stay readable"
