@@ -15,6 +15,7 @@ from jupyter_dataflow.core.errors import (
     UnknownStageError,
 )
 from jupyter_dataflow.flow import Change, Flow, StageStatus, list_flows
+from jupyter_dataflow.ipython import load_ipython_extension, unload_ipython_extension  # noqa: F401  (IPython looks these up on the package)
 from jupyter_dataflow.reconciler.loop import RunResult
 
 __version__ = "0.1.0"
