@@ -8,13 +8,14 @@ namespace or raises `UsageError`; nothing here opens flows or runs work.
 from __future__ import annotations
 
 import difflib
+import os
 from argparse import REMAINDER, Namespace
 from collections.abc import Callable, Iterable
 from typing import Any
 
 from IPython.core.error import UsageError
 from IPython.core.magic_arguments import argument, magic_arguments
-from IPython.utils._process_common import arg_split
+from IPython.utils.process import arg_split
 
 HELP_FLAGS = frozenset({"-h", "--help"})
 EXPORT_TARGETS = ("spark-pipelines", "bundle", "k8s")
@@ -28,9 +29,9 @@ def help_argument(func: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def split(line: str) -> list[str]:
-    """Split a magic line like a shell would, or raise `UsageError` (unbalanced quotes)."""
+    """Split a magic line like a shell would (quotes removed), or raise `UsageError`."""
     try:
-        return arg_split(line, strict=True)
+        return arg_split(line, posix=os.name != "nt", strict=True)
     except ValueError as err:
         raise UsageError(f"cannot read the options {line!r}: {err}") from None
 
@@ -108,7 +109,8 @@ def dataflow_usage() -> None:
 @help_argument
 @argument("--home", help="home directory of the flow (default: ./.dataflow)")
 @argument("--name", help="flow or branch name (default: default)")
-@argument("--spark", help="local[*], spark://host:port, sc://host:port or k8s://https://host")
+@argument("--spark", help="local[*], spark://host:port, sc://host:port, k8s://https://host, "
+                           "or the name of a variable holding a SparkSession")
 @argument("--conf", nargs="+", action="extend", metavar="KEY=VALUE", help="Spark setting, repeatable")
 def dataflow_open() -> None:
     """Open (or create) a flow. Optional: the first dataflow magic opens the configured flow."""

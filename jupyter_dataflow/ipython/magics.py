@@ -164,12 +164,17 @@ class DataflowMagics(Magics):
         try:
             s.home = ns.home or s.home
             s.flow = ns.name or s.flow
-            s.spark = ns.spark or s.spark
+            s.spark = self._engine(ns.spark) if ns.spark else s.spark
             s.conf = {**s.conf, **args.key_values(ns.conf, "--conf")}
             return self.flow()
         except BaseException:
             s.home, s.flow, s.spark, s.conf = saved
             raise
+
+    def _engine(self, value: str) -> Any:
+        """An engine URL, or the SparkSession held by the user variable of that name."""
+        held = self.user_ns.get(value) if value.isidentifier() else None
+        return held if held is not None and hasattr(held, "sql") else value
 
     def _cmd_status(self, ns: Any) -> None:
         flow = self.flow()

@@ -24,7 +24,8 @@ class Dataflow(Configurable):
     flow = Unicode(DEFAULT_FLOW, help="Name of the flow (or branch) inside the home.").tag(config=True)
     spark = AnyTrait(DEFAULT_SPARK, help=(
         "Spark engine: local[*], spark://host:port, sc://host:port, k8s://https://host, "
-        "or a SparkSession object.")).tag(config=True)
+        "or a SparkSession object (set it in Python or with `%dataflow open --spark VARIABLE`: "
+        "%config copies values, which a SparkSession refuses).")).tag(config=True)
     conf = Dict(value_trait=Unicode(), default_value={},
                 help="Spark settings passed through unchanged (key -> value).").tag(config=True)
     query_limit = Int(100, help="Rows fetched and shown by %%query (the limit runs in the engine).").tag(
