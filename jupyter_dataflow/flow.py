@@ -22,7 +22,7 @@ from jupyter_dataflow.core.errors import ConfigError, DataflowError, StageDefini
 from jupyter_dataflow.core.graph import Graph
 from jupyter_dataflow.core.names import check_name
 from jupyter_dataflow.core.stage import Sink, Source, Stage, Transform, from_json
-from jupyter_dataflow.plan.planner import OUTPUT, Plan
+from jupyter_dataflow.plan.planner import OUTPUT, ModeInfo, Plan
 from jupyter_dataflow.plan.resolve import resolve_modes
 from jupyter_dataflow.reconciler import events as ev
 from jupyter_dataflow.reconciler.loop import Reconciler, RunResult
@@ -103,6 +103,7 @@ class Flow:
         self.events = ev.EventBus()
         self.meta.ensure_flow(name)
         self._graph = self._load_graph()
+        self._modes = self._load_modes()
         self._runner: Any = None
         self._running: set[str] = set()
         self.events.subscribe(self._track_running)
@@ -126,6 +127,15 @@ class Flow:
             st = from_json(d)
             stages[st.name] = st
         return Graph(stages)
+
+    def _load_modes(self) -> dict[str, ModeInfo]:
+        """Modes recorded at registration; resolved again only if some are missing."""
+        stored = self.meta.stage_modes(self.name)
+        if set(stored) >= set(self._graph.stages):
+            return {n: ModeInfo(**stored[n]) for n in self._graph.stages}
+        modes = resolve_modes(self._graph)
+        self.meta.put_stage_modes(self.name, {n: dataclasses.asdict(m) for n, m in modes.items()})
+        return modes
 
     @property
     def graph(self) -> Graph:
@@ -163,7 +173,8 @@ class Flow:
         return Graph(stages)
 
     def _reconciler(self) -> Reconciler:
-        return Reconciler(self.name, self._resolved(), self.meta, self.store, self.events, self._task_runner)
+        return Reconciler(self.name, self._resolved(), self.meta, self.store, self.events, self._task_runner,
+                          modes=self._modes)
 
     # registering ------------------------------------------------------------------
     def _register(self, stage: Stage) -> Change:
@@ -171,11 +182,14 @@ class Flow:
         if old is not None and old.kind != stage.kind:
             raise StageDefinitionError(f"a {old.kind} with this name exists; drop it first", stage.name)
         graph = self._graph.with_stage(stage)
-        resolve_modes(graph)  # refuses impossible modes before anything is stored
+        modes = resolve_modes(graph)  # refuses impossible modes before anything is stored
         if old is not None and old.definition_hash() == stage.definition_hash():
             return Change(stage.name, "unchanged")
         self.meta.put_stage(self.name, stage.name, stage.kind, stage.to_json(), stage.definition_hash())
+        changed = {n: dataclasses.asdict(m) for n, m in modes.items() if self._modes.get(n) != m}
+        self.meta.put_stage_modes(self.name, changed)
         self._graph = graph
+        self._modes = modes
         stale = tuple([stage.name, *graph.downstream(stage.name)]) if old is not None else ()
         return Change(stage.name, "replaced" if old is not None else "added", stale)
 
@@ -215,6 +229,7 @@ class Flow:
         graph = self._graph.without(name)
         self.meta.drop_stage(self.name, self._graph.resolve(name))
         self._graph = graph
+        self._modes = {n: m for n, m in self._modes.items() if n in graph.stages}
 
     def promote(self, sql: str, name: str, **options: Any) -> Change:
         """Turn an ad hoc query into a permanent transform."""
@@ -315,7 +330,7 @@ class Flow:
         """Provenance of what is stored for a stage: fingerprint parts, inputs, code, timings."""
         name = self._graph.resolve(stage)
         st = self._graph[name]
-        modes = resolve_modes(self._graph)
+        modes = self._modes
         current = self.meta.current(self.name, name)
         if partition is not None:
             current = [c for c in current if c.partition == partition]

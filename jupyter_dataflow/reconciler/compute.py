@@ -83,11 +83,6 @@ def _transform_frame(rec: Reconciler, runner: Any, stage: Transform, mode: ModeI
 
 
 def _output_key(rec: Reconciler, name: str) -> str | None:
-    from jupyter_dataflow.plan.resolve import output_key, resolve_modes
+    from jupyter_dataflow.plan.resolve import output_key
 
-    modes = getattr(rec, "_modes_cache", None)
-    if modes is None or getattr(rec, "_modes_graph", None) is not rec.graph:
-        modes = resolve_modes(rec.graph)
-        rec._modes_cache = modes  # type: ignore[attr-defined]
-        rec._modes_graph = rec.graph  # type: ignore[attr-defined]
-    return output_key(rec.graph[name], modes[name])
+    return output_key(rec.graph[name], rec.modes[name])

@@ -67,7 +67,8 @@ class Reconciler:
     """Plans and runs one flow of a home."""
 
     def __init__(self, flow: str, graph: Graph, meta: Metadata, store: ObjectStore, bus: ev.EventBus,
-                 runner: Callable[[], Any], parallelism: int = 4) -> None:
+                 runner: Callable[[], Any], parallelism: int = 4,
+                 modes: Mapping[str, ModeInfo] | None = None) -> None:
         self.flow = flow
         self.graph = graph
         self.meta = meta
@@ -75,6 +76,7 @@ class Reconciler:
         self.bus = bus
         self._runner_factory = runner
         self.parallelism = parallelism
+        self.modes = dict(modes) if modes is not None else resolve_modes(graph)
         self._lock = threading.Lock()
         self._listings: Mapping[str, Mapping[str, listmod.SourcePartition]] = {}
 
@@ -91,13 +93,13 @@ class Reconciler:
         for n in names:
             st = self.graph[n]
             if isinstance(st, Source):
-                out[n] = listmod.partitions(st.path, st.partition_by, st.name)
+                out[n] = listmod.partitions(st.path, st.partition_by, st.name, self.meta)
         return out
 
     def plan(self, target: str | None = None) -> Plan:
         """What a run would do now, and why. Reads the store and lists sources; no Spark."""
         names = self._scope(target)
-        modes = resolve_modes(self.graph)
+        modes = self.modes
         view = MetaView(self.meta, self.flow)
         listings = self.listings(names)
         outcomes: dict[str, Outcome] = {}
@@ -155,7 +157,7 @@ class Reconciler:
         started = time.time()
         result = RunResult()
         names = self._scope(target)
-        modes = resolve_modes(self.graph)
+        modes = self.modes
         view = MetaView(self.meta, self.flow)
         run_id = self.meta.start_run(self.flow)
         self.bus.emit(ev.Event(ev.RUN_STARTED, self.flow, total=len(names)))

@@ -12,13 +12,24 @@ import fnmatch
 import glob as globmod
 import hashlib
 import os
+import time
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Protocol
 from urllib.parse import unquote
 
 from jupyter_dataflow.core.errors import SourceError
 from jupyter_dataflow.core.fingerprint import file_identity
 
 SMALL_FILE = 1 << 20
+# A cached hash is trusted only for files last modified well before it was computed;
+# within this window a rewrite could keep both size and modification time.
+RACY_NS = 2_000_000_000
+
+
+class HashCache(Protocol):
+    def file_hashes(self, paths: Iterable[str]) -> Mapping[str, tuple[int, int, str, int]]: ...
+    def put_file_hashes(self, rows: Iterable[tuple[str, int, int, str, int]]) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -57,7 +68,7 @@ def _local(path: str) -> str:
     return path[len("file://"):] if path.startswith("file://") else path
 
 
-def list_files(path: str, stage: str) -> tuple[str, list[SourceFile]]:
+def list_files(path: str, stage: str, cache: HashCache | None = None) -> tuple[str, list[SourceFile]]:
     """The root and the data files of a source path (file, folder or glob), sorted."""
     local = _local(path)
     if "://" in local:
@@ -78,23 +89,37 @@ def list_files(path: str, stage: str) -> tuple[str, list[SourceFile]]:
     else:
         raise SourceError(f"path {path!r} does not exist", stage)
     root = os.path.abspath(root)
-    files = []
+    stats = []
     for p in candidates:
         if _hidden(os.path.basename(p)):
             continue
         try:
-            st = os.stat(p)
+            stats.append((os.path.abspath(p), os.stat(p)))
         except FileNotFoundError:
             continue  # removed while listing: the next listing sees it gone
-        absolute = os.path.abspath(p)
-        digest = _hash(absolute) if st.st_size <= SMALL_FILE else None
+    small = [a for a, st in stats if st.st_size <= SMALL_FILE]
+    cached = cache.file_hashes(small) if cache is not None and small else {}
+    fresh_rows = []
+    files = []
+    for absolute, st in stats:
+        digest = None
+        if st.st_size <= SMALL_FILE:
+            hit = cached.get(absolute)
+            if hit and hit[0] == st.st_size and hit[1] == st.st_mtime_ns and st.st_mtime_ns < hit[3] - RACY_NS:
+                digest = hit[2]
+            else:
+                digest = _hash(absolute)
+                fresh_rows.append((absolute, st.st_size, st.st_mtime_ns, digest, time.time_ns()))
         files.append(SourceFile(absolute, os.path.relpath(absolute, root), st.st_size, st.st_mtime_ns, digest))
+    if cache is not None and fresh_rows:
+        cache.put_file_hashes(fresh_rows)
     return root, files
 
 
-def partitions(path: str, partition_by: str | None, stage: str) -> dict[str, SourcePartition]:
+def partitions(path: str, partition_by: str | None, stage: str,
+               cache: HashCache | None = None) -> dict[str, SourcePartition]:
     """Group a source's files into partitions keyed by partition id."""
-    _root, files = list_files(path, stage)
+    _root, files = list_files(path, stage, cache)
     out: dict[str, list[SourceFile]] = {}
     values: dict[str, str | None] = {}
     for f in files:

@@ -26,7 +26,7 @@ CREATE TABLE IF NOT EXISTS flows(
     name TEXT PRIMARY KEY, parent TEXT, created_at REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS stages(
     flow TEXT NOT NULL, name TEXT NOT NULL, kind TEXT NOT NULL, definition TEXT NOT NULL,
-    def_hash TEXT NOT NULL, created_at REAL NOT NULL, updated_at REAL NOT NULL,
+    def_hash TEXT NOT NULL, created_at REAL NOT NULL, updated_at REAL NOT NULL, mode TEXT,
     PRIMARY KEY(flow, name));
 CREATE TABLE IF NOT EXISTS objects(
     fingerprint TEXT PRIMARY KEY, path TEXT NOT NULL, rows INTEGER NOT NULL, bytes INTEGER NOT NULL,
@@ -50,6 +50,9 @@ CREATE TABLE IF NOT EXISTS stage_state(
 CREATE TABLE IF NOT EXISTS source_schema(
     flow TEXT NOT NULL, stage TEXT NOT NULL, def_hash TEXT NOT NULL, schema TEXT NOT NULL,
     key_type TEXT, PRIMARY KEY(flow, stage));
+CREATE TABLE IF NOT EXISTS file_hashes(
+    path TEXT PRIMARY KEY, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL, hash TEXT NOT NULL,
+    hashed_at_ns INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS runs(
     id INTEGER PRIMARY KEY AUTOINCREMENT, flow TEXT NOT NULL, started_at REAL NOT NULL,
     finished_at REAL, executed INTEGER, reused INTEGER, failed INTEGER, status TEXT NOT NULL);
@@ -171,11 +174,20 @@ class Metadata:
         rows = self.query("SELECT definition FROM stages WHERE flow = ? ORDER BY created_at, name", (flow,))
         return [json.loads(r["definition"]) for r in rows]
 
+    def stage_modes(self, flow: str) -> dict[str, dict[str, Any]]:
+        rows = self.query("SELECT name, mode FROM stages WHERE flow = ?", (flow,))
+        return {r["name"]: json.loads(r["mode"]) for r in rows if r["mode"]}
+
+    def put_stage_modes(self, flow: str, modes: Mapping[str, Mapping[str, Any]]) -> None:
+        with self.transaction() as db:
+            db.executemany("UPDATE stages SET mode = ? WHERE flow = ? AND name = ?",
+                           [(json.dumps(m, sort_keys=True), flow, n) for n, m in modes.items()])
+
     def put_stage(self, flow: str, name: str, kind: str, definition: Mapping[str, Any], def_hash: str) -> None:
         now = time.time()
         with self.transaction() as db:
             db.execute(
-                "INSERT INTO stages VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(flow, name) DO UPDATE SET "
+                "INSERT INTO stages VALUES (?, ?, ?, ?, ?, ?, ?, NULL) ON CONFLICT(flow, name) DO UPDATE SET "
                 "kind = excluded.kind, definition = excluded.definition, def_hash = excluded.def_hash, "
                 "updated_at = excluded.updated_at",
                 (flow, name, kind, json.dumps(definition, sort_keys=True), def_hash, now, now),
@@ -315,6 +327,24 @@ class Metadata:
         with self.transaction() as db:
             db.execute("INSERT OR REPLACE INTO source_schema VALUES (?, ?, ?, ?, ?)",
                        (flow, stage, def_hash, schema, key_type))
+
+    # content hashes of small source files -------------------------------------------
+    def file_hashes(self, paths: Iterable[str]) -> dict[str, tuple[int, int, str, int]]:
+        wanted = list(paths)
+        out: dict[str, tuple[int, int, str, int]] = {}
+        for i in range(0, len(wanted), 500):
+            chunk = wanted[i:i + 500]
+            marks = ",".join("?" * len(chunk))
+            for r in self.query(f"SELECT * FROM file_hashes WHERE path IN ({marks})", chunk):
+                out[r["path"]] = (r["size"], r["mtime_ns"], r["hash"], r["hashed_at_ns"])
+        return out
+
+    def put_file_hashes(self, rows: Iterable[tuple[str, int, int, str, int]]) -> None:
+        rows = list(rows)
+        if not rows:
+            return
+        with self.transaction() as db:
+            db.executemany("INSERT OR REPLACE INTO file_hashes VALUES (?, ?, ?, ?, ?)", rows)
 
     # runs -------------------------------------------------------------------------
     def start_run(self, flow: str) -> int:
