@@ -23,7 +23,7 @@ def committed_paths(rec: Reconciler, stage: str, role: str = OUTPUT) -> tuple[di
     paths = {c.partition: objects[c.fingerprint].path for c in current if c.fingerprint in objects}
     schema = next((objects[c.fingerprint].schema for c in current if c.fingerprint in objects), None)
     if schema is None:
-        schema = rec.meta.last_schema(stage)
+        schema = rec.meta.last_schema(stage + PARTIAL_STAGE_SUFFIX if role == PARTIAL else stage)
     return paths, schema
 
 

@@ -315,15 +315,16 @@ class Reconciler:
         self.bus.emit(ev.Event(ev.TASK_STARTED, self.flow, task.stage, task.partition, task.reason))
         started = time.time()
         staged = compute_task(self, stage, mode, task)
+        owner = task.stage + PARTIAL_SUFFIX if task.role == PARTIAL else task.stage
         if staged is None:  # sinks write outside the store
             obj = ObjectRecord(task.fingerprint, "", 0, 0, task.fingerprint, "{}", dict(task.parts),
-                               [[i.stage, i.partition, i.version] for i in task.inputs], stage.code(), task.stage,
+                               [[i.stage, i.partition, i.version] for i in task.inputs], stage.code(), owner,
                                task.partition, started, time.time())
         else:
             path = self.store.publish(staged.path, task.fingerprint)
             obj = ObjectRecord(task.fingerprint, str(path), staged.rows, staged.bytes, staged.data_version,
                                staged.schema, dict(task.parts),
-                               [[i.stage, i.partition, i.version] for i in task.inputs], stage.code(), task.stage,
+                               [[i.stage, i.partition, i.version] for i in task.inputs], stage.code(), owner,
                                task.partition, started, time.time())
         self.meta.add_object(obj)
         return obj
@@ -335,4 +336,4 @@ def _exists(path: str) -> bool:
     return os.path.isdir(path)
 
 
-ROLE_NAMES = {OUTPUT: "output", PARTIAL: "partial", SINK: "sink"}
+PARTIAL_SUFFIX = "#partial"
