@@ -1,4 +1,4 @@
-"""`jupyter-dataflow` (also `jupyter dataflow`): status, plan and run from a shell.
+"""`jupyter-dataflow` (also `jupyter dataflow`): status, plan, run and export from a shell.
 
 A thin layer over `Flow`: parse arguments, call the facade, print. User mistakes
 print one line to stderr and exit with status 2; failed runs exit with status 1.
@@ -27,9 +27,9 @@ def _conf(items: Sequence[str]) -> dict[str, str]:
 
 
 def _open(args: argparse.Namespace) -> Any:
-    from jupyter_dataflow.flow import Flow
+    from jupyter_dataflow.export.cli import open_for_run
 
-    return Flow.open(home=args.home, name=args.flow, spark=args.spark, conf=_conf(args.conf))
+    return open_for_run(args, _conf(args.conf))
 
 
 def _table(rows: list[list[str]], header: list[str]) -> str:
@@ -97,6 +97,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from jupyter_dataflow.export.cli import add_parser as add_export_parser
+    from jupyter_dataflow.export.cli import add_run_arguments
+
     parser = argparse.ArgumentParser(prog="jupyter-dataflow",
                                      description="Declarative, always-fresh dataflows on Apache Spark.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -122,7 +125,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--watch", action="store_true", help="keep reconciling as sources change")
     p.add_argument("--interval", type=float, default=10.0, help="seconds between reconciles with --watch")
     p.add_argument("--quiet", action="store_true")
+    add_run_arguments(p)
     p.set_defaults(func=cmd_run)
+    add_export_parser(sub)
     return parser
 
 

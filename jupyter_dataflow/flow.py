@@ -23,7 +23,7 @@ from jupyter_dataflow.core.graph import Graph
 from jupyter_dataflow.core.names import check_name
 from jupyter_dataflow.core.stage import Sink, Source, Stage, Transform, from_json
 from jupyter_dataflow.plan.planner import OUTPUT, ModeInfo, Plan
-from jupyter_dataflow.plan.resolve import resolve_modes
+from jupyter_dataflow.plan.resolve import output_key, resolve_modes, stage_mode
 from jupyter_dataflow.reconciler import events as ev
 from jupyter_dataflow.reconciler.loop import Reconciler, RunResult
 from jupyter_dataflow.store.metadata import Metadata
@@ -182,7 +182,7 @@ class Flow:
         if old is not None and old.kind != stage.kind:
             raise StageDefinitionError(f"a {old.kind} with this name exists; drop it first", stage.name)
         graph = self._graph.with_stage(stage)
-        modes = resolve_modes(graph)  # refuses impossible modes before anything is stored
+        modes = self._modes_with(graph, stage)  # refuses impossible modes before anything is stored
         if old is not None and old.definition_hash() == stage.definition_hash():
             return Change(stage.name, "unchanged")
         self.meta.put_stage(self.name, stage.name, stage.kind, stage.to_json(), stage.definition_hash())
@@ -192,6 +192,15 @@ class Flow:
         self._modes = modes
         stale = tuple([stage.name, *graph.downstream(stage.name)]) if old is not None else ()
         return Change(stage.name, "replaced" if old is not None else "added", stale)
+
+    def _modes_with(self, graph: Graph, stage: Stage) -> dict[str, ModeInfo]:
+        """Modes after adding `stage`: only it is inferred, unless its output key changed."""
+        keys = {n: output_key(graph[n], m) for n, m in self._modes.items() if n in graph.stages}
+        mode = stage_mode(graph, stage, keys)
+        old = self._modes.get(stage.name)
+        if old is not None and output_key(stage, mode) != keys.get(stage.name) and graph.downstream(stage.name):
+            return resolve_modes(graph)
+        return {**self._modes, stage.name: mode}
 
     def source(self, name: str, *, path: str, format: str = "parquet", partition_by: str | None = None,
                options: Mapping[str, Any] | None = None, ingest: bool = True) -> Change:
@@ -405,3 +414,15 @@ class Flow:
             for f in self.store.parquet_files(path):
                 return pq.read_schema(f)
         raise DataflowError(f"stage {name!r} has no committed output yet")
+
+    # exporting ----------------------------------------------------------------------
+    def export(self, directory: str | os.PathLike[str], to: str = "bundle", **options: Any) -> Path:
+        """Write this flow as a `spark-pipelines` project, a `bundle` or a `k8s` deployment.
+
+        Credential-like Spark settings are replaced by `${ENV}` references; see
+        `jupyter_dataflow.export.write` for the target options. Returns the directory.
+        """
+        from jupyter_dataflow.export import export_flow
+
+        spark = self._spark_setting if isinstance(self._spark_setting, str) else None
+        return export_flow(self, directory, to, conf=self._conf, spark=spark, **options)

@@ -17,7 +17,7 @@ must not import Spark, touch files or keep state.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Literal, cast, get_args
 
@@ -106,6 +106,9 @@ _AGG_KINDS: dict[type[exp.Expression], str] = {
     exp.Count: "count", exp.CountIf: "count_if", exp.Sum: "sum", exp.Avg: "avg",
     exp.Min: "min", exp.Max: "max", exp.LogicalAnd: "bool_and", exp.LogicalOr: "bool_or",
     exp.ApproxDistinct: "approx_count_distinct", exp.Any: "bool_or",
+}
+_SIMPLE_PARTIALS: dict[str, type[exp.Expression]] = {
+    "min": exp.Min, "max": exp.Max, "bool_and": exp.LogicalAnd, "bool_or": exp.LogicalOr,
 }
 _CLAUSES = ("expressions", "where", "group", "having", "qualify", "order", "windows",
             "laterals", "distribute", "sort", "cluster")
@@ -662,14 +665,64 @@ def _cast_like(value: str, witness: str) -> str:
     return f"FROM_JSON(TO_JSON(NAMED_STRUCT('v', {value})), CONCAT('v ', TYPEOF({witness}))).v"
 
 
+def _avg(total: str, count: str, witness: str) -> str:
+    """Spark's avg from the combined sum and count, in the type of `witness` (a partial avg)."""
+    plain = f"TO_JSON(NAMED_STRUCT('v', {total} / {count}))"
+    json = (
+        f"CASE WHEN COALESCE({count}, 0) = 0 THEN NULL "
+        f"WHEN TYPEOF({witness}) LIKE 'decimal%' THEN {_decimal_quotient_json(total, count, witness)} "
+        f"ELSE {plain} END"
+    )
+    return f"FROM_JSON({json}, CONCAT('v ', TYPEOF({witness}))).v"
+
+
+def _decimal_quotient_json(total: str, count: str, witness: str) -> str:
+    """`total / count` rounded half up to the scale of `witness`, exactly, as JSON.
+
+    Spark's decimal avg divides straight to the result scale, while SQL division caps
+    precision at 38 digits and may round earlier. So divide the unscaled digits by
+    schoolbook long division in 18-digit chunks, where every quotient fits a bigint.
+    """
+
+    def whole(x: str) -> str:
+        return f"CAST({x} AS DECIMAL(38, 0))"
+
+    def scale(typed: str) -> str:
+        return f"CAST(REGEXP_EXTRACT(TYPEOF({typed}), ',([0-9]+)', 1) AS INT)"
+
+    digits = f"LPAD(REPLACE(CAST(ABS({total}) AS STRING), '.', ''), 54, '0')"
+    chunk = "1000000000000000000"
+    quotients, rest = [], "0"
+    for start in (1, 19, 37):
+        piece = f"CAST(SUBSTR({digits}, {start}, 18) AS DECIMAL(38, 0))"
+        part = whole(f"{rest} * {chunk} + {piece}") if quotients else piece
+        quotients.append(f"{part} DIV {count}")
+        rest = whole(f"{part} % {count}")
+    integral = whole(f"({quotients[0]}) * {chunk} * {chunk} + ({quotients[1]}) * {chunk} + ({quotients[2]})")
+    shift = whole(f"CONCAT('1', REPEAT('0', {scale(witness)} - {scale(total)}))")
+    tail = whole(f"{rest} * {shift}")
+    fraction = f"({tail} DIV {count}) + IF(2 * ({tail} % {count}) >= {count}, 1, 0)"
+    unscaled = f"CAST({whole(f'{integral} * {shift} + {fraction}')} AS STRING)"
+    sign = f"IF({total} < 0, '-', '')"
+    return f"""CONCAT('{{"v":', {sign}, {unscaled}, 'E-', {scale(witness)}, '}}')"""
+
+
 class _Combiner:
-    """Splits an aggregate SELECT into per-partition partials and their combination."""
+    """Splits an aggregate SELECT into per-partition partials and their combination.
+
+    The combine has three layers: merge the partials per group (`__a*`), finish each
+    original aggregate from the merged states (`__v*`), then evaluate the original
+    SELECT, HAVING, ORDER BY and LIMIT over the finished values and group keys (`__k*`).
+    """
 
     def __init__(self, keys: list[exp.Expression]) -> None:
         self.keys = keys
         self._key_sql = [k.sql(dialect=DIALECT) for k in keys]
         self.partials: list[exp.Expression] = []
         self._partial_names: dict[str, str] = {}
+        self.merged: list[str] = []
+        self.finished: list[str] = []
+        self._finished_names: dict[str, str] = {}
         self.kinds: list[str] = []
 
     def build(self, select: exp.Select, as_typed: list[exp.Expression]) -> tuple[str, str]:
@@ -679,34 +732,43 @@ class _Combiner:
         items = []
         for item, typed in zip(select.expressions, as_typed, strict=True):
             combined = self._rewrite(item.unalias(), aliases, sources, clause="SELECT")
-            name = _output_name(typed)
-            items.append(exp.alias_(combined, name, quoted=True))
-            aliases.setdefault(name.lower(), combined)
-            sources.setdefault(name.lower(), item.unalias())
-        combine = exp.select(*items).from_(PARTIALS_TABLE)
-        if select.args.get("distinct"):
-            combine.set("distinct", exp.Distinct())
-        if self.keys:
-            combine = combine.group_by(*(f"__k{i}" for i in range(len(self.keys))))
+            items.append(exp.alias_(combined, _output_name(typed), quoted=True))
+            aliases.setdefault(items[-1].alias.lower(), combined)
+            sources.setdefault(items[-1].alias.lower(), item.unalias())
         having = select.args.get("having")
-        if having:
-            combine.set("having", exp.Having(this=self._rewrite(having.this, aliases, sources, "HAVING")))
+        condition = self._rewrite(having.this, aliases, sources, "HAVING") if having else None
         order = select.args.get("order")
-        if order:
-            ordered = [o.copy() for o in order.expressions]
-            for o in ordered:
-                o.set("this", self._rewrite(o.this, aliases, sources, "ORDER BY"))
-            combine.set("order", exp.Order(expressions=ordered))
+        ordered = [o.copy() for o in order.expressions] if order else []
+        outputs = {i.this.sql(dialect=DIALECT): i.alias for i in items}
+        for o in ordered:
+            sort_by = self._rewrite(o.this, aliases, sources, "ORDER BY")
+            name = outputs.get(sort_by.sql(dialect=DIALECT))
+            # Refer to outputs by name: Spark resolves those in any ORDER BY.
+            o.set("this", exp.column(name, quoted=True) if name else sort_by)
+        outer = exp.select(*items).from_(self._finish_layer())
+        outer.set("distinct", exp.Distinct() if select.args.get("distinct") else None)
+        outer.set("where", exp.Where(this=condition) if condition else None)
+        outer.set("order", exp.Order(expressions=ordered) if ordered else None)
         for arg in ("limit", "offset"):
             if select.args.get(arg):
-                combine.set(arg, select.args[arg].copy())
-        return self._partial_select(select).sql(dialect=DIALECT), combine.sql(dialect=DIALECT)
+                outer.set(arg, select.args[arg].copy())
+        return self._partial_select(select).sql(dialect=DIALECT), outer.sql(dialect=DIALECT)
+
+    def _finish_layer(self) -> exp.Expression:
+        keys = [f"__k{i}" for i in range(len(self.keys))]
+        merged = [f"{sql} AS __a{i}" for i, sql in enumerate(self.merged)]
+        merge = f"SELECT {', '.join(keys + merged) or '1 AS __a'} FROM {PARTIALS_TABLE}"
+        if keys:
+            merge += f" GROUP BY {', '.join(keys)}"
+        finished = [f"{sql} AS __v{i}" for i, sql in enumerate(self.finished)]
+        finish = f"SELECT {', '.join(keys + finished) or '1 AS __v'} FROM ({merge})"
+        return exp.paren(_sql(finish))
 
     def _partial_select(self, select: exp.Select) -> exp.Select:
         partial = select.copy()
         keys = [exp.alias_(k.copy(), f"__k{i}") for i, k in enumerate(self.keys)]
         parts = [exp.alias_(p, f"__p{i}") for i, p in enumerate(self.partials)]
-        partial.set("expressions", keys + parts)
+        partial.set("expressions", keys + parts or [exp.alias_(exp.Literal.number(1), "__p")])
         for arg in ("having", "order", "limit", "offset", "distinct"):
             partial.set(arg, None)
         partial.set("group", exp.Group(expressions=[k.copy() for k in self.keys]) if self.keys else None)
@@ -728,7 +790,7 @@ class _Combiner:
                         raise _Refusal(f"{n.name!r} in {clause} is both a column and an output alias")
                 return exp.column(f"__k{key}")
             if isinstance(n, exp.Filter) or _is_aggregate(n):
-                return self._combine(n)
+                return self._finish(n)
             if isinstance(n, (exp.Query, exp.Window)):
                 raise _Refusal(f"{n.key.upper()} inside an aggregate query's {clause}")
             if isinstance(n, exp.Column):
@@ -761,51 +823,53 @@ class _Combiner:
             self.partials.append(agg)
         return self._partial_names[text]
 
-    def _combine(self, node: exp.Expression) -> exp.Expression:
+    def _merge(self, sql: str) -> str:
+        if sql not in self.merged:
+            self.merged.append(sql)
+        return f"__a{self.merged.index(sql)}"
+
+    def _finish(self, node: exp.Expression) -> exp.Expression:
+        text = node.sql(dialect=DIALECT)
+        if text not in self._finished_names:
+            self._finished_names[text] = f"__v{len(self.finished)}"
+            self.finished.append(self._finished_value(node))
+        return exp.column(self._finished_names[text])
+
+    def _finished_value(self, node: exp.Expression) -> str:
         where = node.expression if isinstance(node, exp.Filter) else None
         agg = node.this if isinstance(node, exp.Filter) else node
         kind = _decomposable_kind(agg)
         if kind not in self.kinds:
             self.kinds.append(kind)
         args = [a.copy() for a in _agg_args(agg)]
-        build: Callable[[], str] = {
-            "count": lambda: f"COALESCE(SUM({self._partial(agg.copy(), where)}), 0)",
-            "count_if": lambda: f"COALESCE(SUM({self._partial(agg.copy(), where)}), 0)",
-            "sum": lambda: self._sum(agg.copy(), where),
-            "avg": lambda: self._avg(args[0], agg, where),
-            "min": lambda: f"MIN({self._partial(exp.Min(this=args[0]), where)})",
-            "max": lambda: f"MAX({self._partial(exp.Max(this=args[0]), where)})",
-            "bool_and": lambda: f"BOOL_AND({self._partial(exp.LogicalAnd(this=args[0]), where)})",
-            "bool_or": lambda: f"BOOL_OR({self._partial(exp.LogicalOr(this=args[0]), where)})",
-            "approx_count_distinct": lambda: self._distinct_sketch(args, where),
-        }[kind]
-        return _sql(build())
+        if kind in ("count", "count_if"):
+            return self._merge(f"COALESCE(SUM({self._partial(agg.copy(), where)}), 0)")
+        if kind == "sum":
+            p = self._partial(agg.copy(), where)
+            return self._merge(_cast_like(f"SUM({p})", f"MIN({p})"))
+        if kind == "avg":
+            total = self._partial(exp.Sum(this=args[0]), where)
+            count = self._partial(exp.Count(this=args[0].copy()), where)
+            witness = self._partial(exp.Avg(this=args[0].copy()), where)
+            merged_total = self._merge(_cast_like(f"SUM({total})", f"MIN({total})"))
+            return _avg(merged_total, self._merge(f"SUM({count})"), self._merge(f"MIN({witness})"))
+        if kind == "approx_count_distinct":
+            sketch = self._partial(_distinct_sketch(args), where)
+            return self._merge(f"COALESCE(HLL_SKETCH_ESTIMATE(HLL_UNION_AGG({sketch})), 0)")
+        return self._merge(f"{kind.upper()}({self._partial(_SIMPLE_PARTIALS[kind](this=args[0]), where)})")
 
-    def _sum(self, agg: exp.Expression, where: exp.Expression | None) -> str:
-        p = self._partial(agg, where)
-        return _cast_like(f"SUM({p})", f"MIN({p})")
 
-    def _avg(self, arg: exp.Expression, agg: exp.Expression, where: exp.Expression | None) -> str:
-        # Spark's avg is sum / count, cast to its result type; the partial's own avg is the
-        # type witness (decimal averages widen the scale, doubles stay doubles).
-        total = self._partial(exp.Sum(this=arg), where)
-        count = self._partial(exp.Count(this=arg.copy()), where)
-        witness = self._partial(exp.Avg(this=arg.copy()), where)
-        quotient = f"{_cast_like(f'SUM({total})', f'MIN({total})')} / NULLIF(SUM({count}), 0)"
-        return _cast_like(quotient, f"MIN({witness})")
-
-    def _distinct_sketch(self, args: list[exp.Expression], where: exp.Expression | None) -> str:
-        lg_k = _HLL_DEFAULT_LG_K
-        if len(args) == 2:
-            rsd = args[1]
-            if not isinstance(rsd, exp.Literal) or rsd.is_string or float(rsd.name) <= 0:
-                raise _Refusal("approx_count_distinct with a non-literal relativeSD")
-            lg_k = min(21, max(4, math.ceil(2 * math.log2(1.04 / float(rsd.name)))))
-        value = args[0].sql(dialect=DIALECT)
-        # hll_sketch_agg takes only int, bigint, string or binary: sketch a 64-bit hash.
-        sketch = _sql(f"HLL_SKETCH_AGG(CASE WHEN ({value}) IS NULL THEN NULL ELSE XXHASH64({value}) END, {lg_k})")
-        p = self._partial(sketch, where)
-        return f"COALESCE(HLL_SKETCH_ESTIMATE(HLL_UNION_AGG({p})), 0)"
+def _distinct_sketch(args: list[exp.Expression]) -> exp.Expression:
+    """The per-partition HLL sketch standing in for approx_count_distinct."""
+    lg_k = _HLL_DEFAULT_LG_K
+    if len(args) == 2:
+        rsd = args[1]
+        if not isinstance(rsd, exp.Literal) or rsd.is_string or float(rsd.name) <= 0:
+            raise _Refusal("approx_count_distinct with a non-literal relativeSD")
+        lg_k = min(21, max(4, math.ceil(2 * math.log2(1.04 / float(rsd.name)))))
+    value = args[0].sql(dialect=DIALECT)
+    # hll_sketch_agg takes only int, bigint, string or binary: sketch a 64-bit hash.
+    return _sql(f"HLL_SKETCH_AGG(CASE WHEN ({value}) IS NULL THEN NULL ELSE XXHASH64({value}) END, {lg_k})")
 
 
 def _decomposable_kind(agg: exp.Expression) -> str:

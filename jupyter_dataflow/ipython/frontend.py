@@ -52,15 +52,19 @@ class Frontend:
         comm.on_close(closed)
         self._probe = comm
 
-    def cell_id(self) -> str | None:
-        """Id of the cell being executed, as the frontend sent it with the request."""
+    def parent(self) -> dict[str, Any] | None:
+        """The kernel request being executed (header, metadata), if any."""
         kernel = getattr(self.shell, "kernel", None)
         parent: Any = None
         if kernel is not None and hasattr(kernel, "get_parent"):
             parent = kernel.get_parent()
         if not parent:
             parent = getattr(self.shell, "parent_header", None)
-        metadata = (parent or {}).get("metadata") or {}
+        return dict(parent) if parent else None
+
+    def cell_id(self) -> str | None:
+        """Id of the cell being executed, as the frontend sent it with the request."""
+        metadata = (self.parent() or {}).get("metadata") or {}
         cell = metadata.get("cellId") or metadata.get("cell_id")
         return str(cell) if cell else None
 

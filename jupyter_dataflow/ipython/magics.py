@@ -209,7 +209,8 @@ class DataflowMagics(Magics):
             print(f"watch is already on: {self.watcher.status}")
         else:
             flow = self.flow()
-            self.watcher.start(widget=self.frontend.in_kernel)
+            self.watcher.start(widget=self.frontend.in_kernel,
+                               parent=self.frontend.parent() if self.frontend.in_kernel else None)
             if not self.frontend.in_kernel:
                 print(f"watching flow {flow.name!r} every {self.settings.watch_interval:g}s"
                       " (%dataflow watch shows its status)")

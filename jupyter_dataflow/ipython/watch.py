@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import atexit
 import html
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -33,6 +34,15 @@ def pin_pool(session: Any) -> bool:
         return False
 
 
+def route_output(parent: dict[str, Any] | None) -> None:
+    """Send this thread's prints and log lines to the cell of `parent` (ipykernel streams only)."""
+    return
+    for stream in (sys.stdout, sys.stderr):
+        setter = getattr(stream, "set_thread_parent", None)
+        if setter is not None:
+            setter(parent)
+
+
 def _clock() -> str:
     return time.strftime("%H:%M:%S")
 
@@ -51,6 +61,8 @@ class Watcher:
         self._widget: Any = None
         self._failed_plan: tuple[tuple[str, ...], ...] | None = None
         self._session: Any = None
+        self._parent: dict[str, Any] | None = None
+        self._routed: set[int] = set()
         self.status = "off"
         self.checks = 0
         self.runs = 0
@@ -62,10 +74,18 @@ class Watcher:
     def running(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
 
-    def start(self, widget: bool) -> None:
-        """Start the thread; with `widget`, show its status in the current cell."""
+    def start(self, widget: bool, parent: dict[str, Any] | None = None) -> None:
+        """Start the thread.
+
+        Args:
+            widget: show the status in the current cell with an ipywidgets HTML.
+            parent: the kernel request of the current cell; whatever the watch's threads
+                print goes there rather than into whichever cell runs at that moment.
+        """
         if self.running:
             return
+        self._parent = parent
+        self._routed = set()
         if widget:
             import ipywidgets as widgets
             from IPython.display import display
@@ -106,6 +126,7 @@ class Watcher:
 
     # the thread ---------------------------------------------------------------------
     def _loop(self) -> None:
+        route_output(self._parent)
         while not self._stop.is_set():
             self._wake.clear()
             try:
@@ -155,9 +176,13 @@ class Watcher:
             self.pins += 1
 
     def _on_event(self, event: ev.Event) -> None:
-        # Stage and task threads of the watch's run get the pool too.
+        # Stage and task threads of the watch's run get the pool and the output cell too.
         if event.kind in _PIN_KINDS:
             self._pin()
+            ident = threading.get_ident()
+            if ident not in self._routed:
+                self._routed.add(ident)
+                route_output(self._parent)
 
     def _set(self, text: str, error: bool = False) -> None:
         self.status = text

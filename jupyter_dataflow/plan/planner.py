@@ -93,6 +93,7 @@ class Outcome:
     version: str | None                    # combined version of all partitions; None if pending
     load: Callable[[], dict[str, str]]     # partition -> data version (lazy)
     changed: frozenset[str] | None = None  # partitions that changed in this plan/run, if known
+    base: str | None = None                # committed version before this plan/run's changes
     _cache: dict[str, str] | None = None
 
     @property
@@ -113,6 +114,7 @@ class StoreView(Protocol):
     def object_parts(self, fingerprints: Sequence[str]) -> Mapping[str, tuple[dict[str, str], list[list[str]]]]: ...
     def has_objects(self, fingerprints: Sequence[str]) -> set[str]: ...
     def state(self, stage: str) -> Any | None: ...
+    def partitions(self, stage: str, role: str, pids: Sequence[str]) -> set[str]: ...
 
 
 def source_version(partitions: Mapping[str, Any]) -> str:
@@ -218,6 +220,9 @@ def plan_derived(stage: Transform | Sink, mode: ModeInfo, upstream: Mapping[str,
             and state.def_hash == def_hash and state.inputs_version == in_version):
         return StagePlan(stage.name, kind, mode, (), True, def_hash, in_version)
     pending = tuple(n for n in stage.inputs if upstream[n].pending)
+    quick = _predict_from_changes(stage, mode, upstream, state, def_hash, pending, view)
+    if quick is not None:
+        return quick
     current = view.current(stage.name)
     code = stage.code()
     config = {**stage.config(), "mode": mode.mode, "key": mode.key}
@@ -280,6 +285,41 @@ def plan_derived(stage: Transform | Sink, mode: ModeInfo, upstream: Mapping[str,
         if key not in wanted and key[0] in (OUTPUT, PARTIAL, SINK):
             tasks.append(Task(stage.name, key[1], "deleted", key[0], "input partition removed"))
     return StagePlan(stage.name, kind, mode, tuple(tasks), not tasks, def_hash, in_version, pending)
+
+
+def _predict_from_changes(stage: Transform | Sink, mode: ModeInfo, upstream: Mapping[str, Outcome],
+                          state: Any, def_hash: str, pending: Sequence[str], view: StoreView) -> StagePlan | None:
+    """Plan a map or partial stage from its inputs' changed partitions alone.
+
+    When the stage was fresh for exactly the inputs it sees now, except that some
+    partitioned inputs have known changed partitions pending, only those partitions
+    can change: no need to load the stage's partitions. `None` when this does not apply.
+    """
+    if not pending or state is None or state.state != "fresh" or state.def_hash != def_hash:
+        return None
+    recorded = (state.detail or {}).get("inputs")
+    if not recorded or mode.mode not in ("map", "partial"):
+        return None
+    affected: set[str] = set()
+    for n in stage.inputs:
+        out = upstream[n]
+        if not out.pending:
+            if recorded.get(n) != out.version:
+                return None
+            continue
+        if out.key is None or out.changed is None or recorded.get(n) != out.base:
+            return None
+        if mode.mode == "partial" and n != mode.partitioned_input:
+            return None
+        affected |= out.changed
+    role = PARTIAL if mode.mode == "partial" else OUTPUT
+    existing = view.partitions(stage.name, role, sorted(affected))
+    cause = "waiting for " + ", ".join(pending)
+    tasks = [Task(stage.name, pid, "input_changed" if pid in existing else "new", role, cause)
+             for pid in sorted(affected)]
+    if mode.mode == "partial":
+        tasks.append(Task(stage.name, WHOLE, "input_changed", OUTPUT, cause))
+    return StagePlan(stage.name, stage.kind, mode, tuple(tasks), not tasks, def_hash, None, tuple(pending))
 
 
 def _unsettled(outcome: Outcome, pid: str) -> bool:

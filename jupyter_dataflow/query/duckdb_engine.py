@@ -17,6 +17,7 @@ fail, which again becomes a refusal.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import re
@@ -30,9 +31,10 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-from sqlglot import exp
+from sqlglot import exp, tokenize
 from sqlglot.errors import ErrorLevel, SqlglotError
 from sqlglot.optimizer.qualify import qualify
+from sqlglot.tokens import TokenType
 
 from jupyter_dataflow.core.errors import SqlError
 from jupyter_dataflow.core.sql import parse
@@ -132,7 +134,7 @@ def _arrow_type(t: _T, timezone: str) -> pa.DataType | None:
     simple: dict[str, pa.DataType] = {
         "boolean": pa.bool_(), "byte": pa.int8(), "short": pa.int16(), "int": pa.int32(),
         "long": pa.int64(), "float": pa.float32(), "double": pa.float64(), "string": pa.string(),
-        "date": pa.date32(), "timestamp": pa.timestamp("us", tz=timezone),
+        "date": pa.date32(), "timestamp": pa.timestamp("us", tz="UTC"),  # Spark's Arrow is UTC-labelled
         "timestamp_ntz": pa.timestamp("us"), "binary": pa.binary(), "null": pa.null(),
     }
     if t.kind == "decimal":
@@ -758,7 +760,7 @@ def _h_is(c: _Checker, node: exp.Is) -> _T:
 
 @_handles(exp.Like)
 def _h_like(c: _Checker, node: exp.Like) -> _T:
-    _only(node, {"this", "expression"})
+    _only(node, {"this", "expression", "negate"})
     if c.expr(node.this) not in (STRING, NULL):
         raise _Refuse("LIKE on a non-string value")
     pattern = _str_literal(node.expression)
@@ -804,7 +806,7 @@ def _h_if(c: _Checker, node: exp.If) -> _T:
 
 @_handles(exp.Coalesce, exp.Greatest, exp.Least)
 def _h_coalesce(c: _Checker, node: exp.Expression) -> _T:
-    _only(node, {"this", "expressions"})
+    _only(node, {"this", "expressions", "ignore_nulls"})  # GREATEST/LEAST skip NULLs in both
     result = _branches(c, [node.this, *node.expressions])
     if not isinstance(node, exp.Coalesce) and result.kind not in _ORDERABLE:
         raise _Refuse(f"{_spark_name(node)} of {result}")
@@ -870,7 +872,7 @@ def _check_cast(have: _T, want: _T, source: exp.Expression) -> None:
         or (h == "decimal" and w in ("double", "float") and have.precision <= 15)
         or (h in ("double", "float") and w in (*_INTEGRAL, "double", "float"))
         or (h == "date" and w == "timestamp")
-        or (h == "timestamp" and w == "date")
+        or (h in ("timestamp", "timestamp_ntz") and w == "date")
     )
     if not ok:
         raise _Refuse(f"CAST from {have} to {want} is not checked")
@@ -900,7 +902,7 @@ def _cast_string_literal(text: str, want: _T) -> exp.Expression:
 
 @_handles(exp.TsOrDsToDate)
 def _h_to_date(c: _Checker, node: exp.TsOrDsToDate) -> _T:
-    _only(node, {"this"})
+    _only(node, {"this", "safe"})  # only dates, timestamps and checked literals get through
     t = c.expr(node.this)
     if t == STRING and _str_literal(node.this) is not None:
         node.replace(_typed_literal(str(_str_literal(node.this)), DATE))
@@ -1512,8 +1514,13 @@ def _translate(sql: str, relations: Mapping[str, str], schemas: Mapping[str, Seq
     """Spark SQL -> checked DuckDB SQL, with Spark's output names and types."""
     try:
         tree = parse(sql)
-    except SqlError as err:
+        tokens = tokenize(sql, read="spark")
+    except (SqlError, SqlglotError) as err:
         raise _Refuse(f"Spark SQL does not parse: {err}") from None
+    for a, b in itertools.pairwise(tokens):
+        # Spark reads 'it''s' as one literal with a quote; the parser here sees two literals
+        if a.token_type == b.token_type == TokenType.STRING and b.start == a.end + 1:
+            raise _Refuse("a doubled quote inside a string literal is not checked")
     lowered = {k.lower(): v.lower() for k, v in relations.items()}
     rel_schemas = {lowered[k.lower()]: list(v) for k, v in schemas.items() if k.lower() in lowered}
     cte_names = {cte.alias_or_name.lower() for cte in tree.find_all(exp.CTE)}

@@ -134,7 +134,9 @@ class Reconciler:
             return {c.partition: c.data_version for c in self.meta.current(self.flow, name, OUTPUT)
                     if c.partition not in changed}
 
-        return Outcome(key, None, load, changed)
+        state = view.state(name)
+        base = state.output_version if state is not None and state.state == "fresh" else None
+        return Outcome(key, None, load, changed, base)
 
     def _committed_outcome(self, name: str, key: str | None, view: MetaView) -> Outcome:
         state = view.state(name)
@@ -143,9 +145,10 @@ class Reconciler:
             return {c.partition: c.data_version for c in self.meta.current(self.flow, name, OUTPUT)}
 
         if state is not None and state.state == "fresh" and state.output_version is not None:
-            return Outcome(key, state.output_version, load)
+            return Outcome(key, state.output_version, load, base=state.output_version)
         versions = load()
-        return Outcome(key, fpmod.combine(versions.items()), lambda: versions)
+        version = fpmod.combine(versions.items())
+        return Outcome(key, version, lambda: versions, base=version)
 
     # running ----------------------------------------------------------------------
     def run(self, target: str | None = None) -> RunResult:
@@ -255,13 +258,15 @@ class Reconciler:
                 else:
                     versions[p.partition] = p.object.data_version
         out_version = fpmod.combine(versions.items())
+        recorded_inputs = {i: outcomes[self.graph.resolve(i)].version for i in stage.inputs}
         state = StageState(name, "fresh", None, sp.def_hash, sp.inputs_version, out_version,
-                           {"mode": mode.mode, "key": mode.key, "mode_reason": mode.reason}, time.time())
+                           {"mode": mode.mode, "key": mode.key, "mode_reason": mode.reason,
+                            "inputs": recorded_inputs}, time.time())
         self.meta.commit(self.flow, publishes, state)
         view.refresh()
         changed = frozenset(p.partition for p in publishes if p.role == OUTPUT)
         self.bus.emit(ev.Event(ev.STAGE_FINISHED, self.flow, name, state="fresh", total=len(publishes)))
-        return Outcome(key, out_version, lambda: dict(versions), changed)
+        return Outcome(key, out_version, lambda: dict(versions), changed, out_version)
 
     def _ensure_schema(self, stage: Source, parts: Mapping[str, listmod.SourcePartition]) -> None:
         def_hash = stage.definition_hash()

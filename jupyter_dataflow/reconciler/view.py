@@ -32,5 +32,16 @@ class MetaView:
             self._states = self.meta.states(self.flow)
         return self._states.get(stage)
 
+    def partitions(self, stage: str, role: str, pids: Sequence[str]) -> set[str]:
+        """Which of `pids` the stage has committed under `role`."""
+        found: set[str] = set()
+        for i in range(0, len(pids), 500):
+            chunk = list(pids[i:i + 500])
+            marks = ",".join("?" * len(chunk))
+            rows = self.meta.query(f"SELECT partition FROM current WHERE flow = ? AND stage = ? AND role = ? "
+                                   f"AND partition IN ({marks})", [self.flow, stage, role, *chunk])
+            found |= {r["partition"] for r in rows}
+        return found
+
     def refresh(self) -> None:
         self._states = None

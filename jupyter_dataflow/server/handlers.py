@@ -11,7 +11,8 @@ from __future__ import annotations
 import asyncio
 import json
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -23,7 +24,7 @@ from tornado.iostream import StreamClosedError
 
 from jupyter_dataflow.core.names import is_identifier
 from jupyter_dataflow.server.config import Dataflow
-from jupyter_dataflow.server.records import FORMATS, make_encoder
+from jupyter_dataflow.server.records import FORMATS, RecordStream
 from jupyter_dataflow.server.runs import RunManager
 
 T = TypeVar("T")
@@ -218,25 +219,41 @@ class RecordsHandler(DataflowHandler):
         limit = self._limit()
         partition = self.get_query_argument("partition", None)
 
+        # One thread for the whole stream: reads and encodes happen in order, and
+        # the allocator reuses one arena instead of growing one per pool thread.
+        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dataflow-records")
+        try:
+            await self._serve(executor, flow_name, stage, fmt, limit, partition)
+        finally:
+            executor.shutdown(wait=False)
+
+    async def _serve(
+        self,
+        executor: ThreadPoolExecutor,
+        flow_name: str,
+        stage: str,
+        fmt: str,
+        limit: int | None,
+        partition: str | None,
+    ) -> None:
+        def on_thread(fn: Callable[[], T]) -> Awaitable[T]:
+            return asyncio.get_running_loop().run_in_executor(executor, fn)
+
         flow = await self.open_flow(flow_name)
         batches: Iterator[pa.RecordBatch] | None = None
         try:
-            info = await self.blocking(
-                lambda: self.engine_call(lambda f: f.stage_info(stage), flow)
-            )
+            info = await on_thread(lambda: self.engine_call(lambda f: f.stage_info(stage), flow))
             committed = info.get("partitions") or []
             if not committed:
                 raise tornado.web.HTTPError(404, f"stage {stage!r} has no committed records yet")
-            if partition is not None:
-                known = [p.get("partition") for p in committed]
-                if partition not in known:
-                    raise tornado.web.HTTPError(
-                        404, f"stage {stage!r} has no committed partition {partition!r}"
-                    )
-            schema = await self.blocking(
+            if partition is not None and partition not in [p.get("partition") for p in committed]:
+                raise tornado.web.HTTPError(
+                    404, f"stage {stage!r} has no committed partition {partition!r}"
+                )
+            schema = await on_thread(
                 lambda: self.engine_call(lambda f: f.arrow_schema(stage), flow)
             )
-            batches = opened = await self.blocking(
+            batches = opened = await on_thread(
                 lambda: self.engine_call(
                     lambda f: iter(
                         f.record_batches(
@@ -246,12 +263,12 @@ class RecordsHandler(DataflowHandler):
                     flow,
                 )
             )
-            await self._stream(fmt, stage, schema, opened, limit)
+            await self._stream(RecordStream(fmt, schema, opened, limit), stage, fmt, on_thread)
         finally:
             if batches is not None:
                 close = getattr(batches, "close", None)
                 if close is not None:
-                    await self.blocking(close)
+                    await on_thread(close)
             await self.close_flow(flow)
 
     def _limit(self) -> int | None:
@@ -268,50 +285,33 @@ class RecordsHandler(DataflowHandler):
 
     async def _stream(
         self,
-        fmt: str,
+        stream: RecordStream,
         stage: str,
-        schema: pa.Schema,
-        batches: Iterator[pa.RecordBatch],
-        limit: int | None,
+        fmt: str,
+        on_thread: Callable[[Callable[[], bytes | None]], Awaitable[bytes | None]],
     ) -> None:
-        encoder = make_encoder(fmt, schema)
-        self.set_header("Content-Type", encoder.content_type)
+        self.set_header("Content-Type", stream.content_type)
         self.set_header("Content-Disposition", f'inline; filename="{stage}.{fmt}"')
         self.set_header("Cache-Control", "no-store")
         self.set_header("X-Content-Type-Options", "nosniff")
-        remaining = limit
-
-        def next_chunk() -> bytes | None:
-            """Read and encode one batch; None when done."""
-            nonlocal remaining
-            if remaining == 0:
-                return None
-            batch = next(batches, None)
-            if batch is None:
-                return None
-            if remaining is not None:
-                batch = batch.slice(0, remaining)
-                remaining -= batch.num_rows
-            return encoder.encode(batch)
-
         stats: Counter[str] = self.settings["dataflow_streams"]
         stats["started"] += 1
         try:
-            head = await self.blocking(encoder.header)
-            self.write(head)
-            await self.flush()
-            while (chunk := await self.blocking(next_chunk)) is not None:
+            # Write and flush each chunk before reading the next: the socket's pace
+            # is the reading pace, so nothing piles up in memory.
+            while (chunk := await on_thread(stream.next_chunk)) is not None:
                 if chunk:
                     self.write(chunk)
                     await self.flush()
-            tail = await self.blocking(encoder.close)
-            if tail:
-                self.write(tail)
-            await self.finish(set_content_type=encoder.content_type)
+            await self.finish(set_content_type=stream.content_type)
             stats["completed"] += 1
         except StreamClosedError:
             stats["aborted"] += 1
-            self.log.info("dataflow records of %s: client went away, stopped streaming", stage)
+            self.log.info(
+                "dataflow records of %s: client went away after %d rows, stopped streaming",
+                stage,
+                stream.rows,
+            )
 
 
 class RunHandler(DataflowHandler):

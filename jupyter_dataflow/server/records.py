@@ -13,7 +13,7 @@ import decimal
 import io
 import json
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pyarrow as pa
@@ -27,6 +27,11 @@ CONTENT_TYPES = {
 }
 
 FORMATS = tuple(CONTENT_TYPES)
+
+# Text formats are encoded in slices of about this many bytes of Arrow data, so the
+# transient copies (encoder buffer, bytes, socket buffer) stay small whatever the
+# batch size.
+CHUNK_BYTES = 1 << 20
 
 
 class _Drain(io.RawIOBase):
@@ -205,3 +210,57 @@ def _json_default(value: Any) -> Any:
     if isinstance(value, bytes | bytearray | memoryview):
         return base64.b64encode(bytes(value)).decode("ascii")
     return str(value)
+
+
+class RecordStream:
+    """Pull encoded chunks out of an iterator of record batches, honouring a row limit.
+
+    `next_chunk()` returns the next bytes to send (possibly empty) or None at the end;
+    it reads at most one batch per call and never holds more than that batch.
+    """
+
+    def __init__(
+        self, fmt: str, schema: pa.Schema, batches: Iterator[pa.RecordBatch], limit: int | None
+    ) -> None:
+        self.encoder = make_encoder(fmt, schema)
+        self._batches = batches
+        self._remaining = limit
+        self._pending: pa.RecordBatch | None = None
+        self._sliced = fmt != "parquet"  # Parquet keeps one row group per batch
+        self._started = False
+        self._done = False
+        self.rows = 0
+
+    @property
+    def content_type(self) -> str:
+        return self.encoder.content_type
+
+    def next_chunk(self) -> bytes | None:
+        if not self._started:
+            self._started = True
+            return self.encoder.header()
+        if self._done:
+            return None
+        batch = self._take()
+        if batch is None:
+            self._done = True
+            return self.encoder.close()
+        self.rows += batch.num_rows
+        return self.encoder.encode(batch)
+
+    def _take(self) -> pa.RecordBatch | None:
+        if self._remaining == 0:
+            return None
+        if self._pending is None or self._pending.num_rows == 0:
+            self._pending = next(self._batches, None)
+            if self._pending is None:
+                return None
+        batch = self._pending
+        n = batch.num_rows
+        if self._sliced and n:
+            n = max(1, min(n, int(CHUNK_BYTES * n / max(batch.nbytes, 1))))
+        if self._remaining is not None:
+            n = min(n, self._remaining)
+            self._remaining -= n
+        self._pending = batch.slice(n)
+        return batch.slice(0, n)
