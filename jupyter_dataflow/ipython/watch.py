@@ -36,7 +36,8 @@ def pin_pool(session: Any) -> bool:
 
 def route_output(parent: dict[str, Any] | None) -> None:
     """Send this thread's prints and log lines to the cell of `parent` (ipykernel streams only)."""
-    return
+    if not parent:
+        return
     for stream in (sys.stdout, sys.stderr):
         setter = getattr(stream, "set_thread_parent", None)
         if setter is not None:

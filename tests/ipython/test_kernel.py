@@ -85,3 +85,29 @@ def test_kernel_loads_the_magics_and_inserts_promoted_cells(kernel: Any, tmp_pat
     assert reply["status"] == "error" and reply["ename"] == "UsageError"
     text = "".join(m["content"].get("text", "") for m in out if m["msg_type"] == "stream")
     assert "unknown stage 'nothing'" in text and "Traceback" not in text
+
+
+def test_watch_output_stays_in_the_cell_that_turned_it_on(kernel: Any, tmp_path: Path) -> None:
+    day = tmp_path / "data" / "orders" / "date=2024-01-01"
+    day.mkdir(parents=True)
+    (day / "a.csv").write_text("order_id,amount\n1,2.5\n")
+    for cell in ("%dataflow open --home .dataflow --spark local[1] --conf spark.sql.shuffle.partitions=1",
+                 "%config Dataflow.watch_interval = 0.5",
+                 "%%source orders --format csv --path data/orders --partition-by date --option header=true\n",
+                 "%%transform noisy --lang python\ndef noisy(orders):\n"
+                 "    print('printed by the watch')\n    return orders\n"):
+        reply, out = _execute(kernel, cell)
+        assert reply["status"] == "ok", out
+    on_id = kernel.execute("%dataflow watch on")
+    reply, seen = _execute(kernel, "import time\nfrom jupyter_dataflow.ipython import current_flow\n"
+                                   "f = current_flow()\nfor _ in range(1200):\n"
+                                   "    if all(s.state == 'fresh' for s in f.status()):\n        break\n"
+                                   "    time.sleep(0.25)\nprint('waited', [s.state for s in f.status()])")
+    assert reply["status"] == "ok"
+    waited = [m for m in seen if m["msg_type"] == "stream" and "waited" in m["content"]["text"]]
+    assert waited and "'fresh', 'fresh'" in waited[0]["content"]["text"], _stdout(seen)
+    printed = [m for m in seen if m["msg_type"] == "stream" and "printed by the watch" in m["content"]["text"]]
+    assert printed, [m["msg_type"] for m in seen]
+    assert all(m["parent_header"]["msg_id"] == on_id for m in printed)
+    reply, out = _execute(kernel, "%dataflow watch off")
+    assert reply["status"] == "ok" and "watch: off" in _stdout(out)
