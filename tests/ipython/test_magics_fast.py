@@ -171,13 +171,55 @@ def test_config_traits_reopen_the_flow(cells: Cells, tmp_path: Path) -> None:
     assert cells.magics.settings.query_limit == 5
 
 
-def test_lineage_and_export_report_when_unavailable(cells: Cells) -> None:
+def test_lineage_and_export(cells: Cells, tmp_path: Path) -> None:
     _register_base(cells)
     flow = cells.flow
     if not hasattr(flow, "lineage"):
         assert "lineage is not available" in cells("%dataflow lineage daily --columns").stdout
     if not hasattr(flow, "export"):
         assert "export is not available" in cells.error("%dataflow export out --to bundle")
+        return
+    out = cells(f"%dataflow export {tmp_path / 'bundle'} --to bundle").stdout
+    assert f"exported flow 'default' as bundle to {tmp_path / 'bundle'}" in out
+    assert any((tmp_path / "bundle").iterdir())
+
+
+def test_every_stage_option_reaches_the_definition(cells: Cells) -> None:
+    cells("%%source events --path 'data/my events' --format parquet --no-ingest\n")
+    cells("%%source orders --format csv --path data/orders --partition-by date "
+          "--option header=true --option sep=; inferSchema=true\n")
+    cells("%%transform clean --partition-by date --mode map --expect 'amount >= 0' "
+          "--expect \"order_id IS NOT NULL\" --expect-action drop\nSELECT date, order_id, amount FROM orders")
+    cells("%%transform py --lang python --expect-action warn\ndef py(clean):\n    return clean\n")
+    cells("%%sink clean_out --from clean --format json --path out/clean --option compression=gzip")
+    stages = cells.flow.graph.stages
+    assert (stages["events"].path, stages["events"].ingest) == ("data/my events", False)
+    orders = stages["orders"]
+    assert (orders.format, orders.partition_by) == ("csv", "date")
+    assert dict(orders.options) == {"header": "true", "sep": ";", "inferSchema": "true"}
+    clean = stages["clean"]
+    assert (clean.partition_by, clean.mode, clean.expect_action) == ("date", "map", "drop")
+    assert clean.expect == ("amount >= 0", "order_id IS NOT NULL")
+    assert stages["py"].python is not None and stages["py"].expect_action == "warn"
+    sink = stages["clean_out"]
+    assert (sink.source, sink.format, sink.path, dict(sink.options)) == ("clean", "json", "out/clean",
+                                                                          {"compression": "gzip"})
+
+
+def test_open_options_and_first_magic_default(cells: Cells, tmp_path: Path) -> None:
+    cells("%dataflow open --name other --spark local[1] --conf spark.sql.shuffle.partitions=1 a.b=c")
+    settings = cells.magics.settings
+    assert (settings.flow, settings.spark) == ("other", "local[1]")
+    assert settings.conf == {"spark.sql.shuffle.partitions": "1", "a.b": "c"}
+    assert cells.flow.name == "other"
+    assert "invalid flow name" in cells.error("%dataflow open --name 'bad name' --conf x=y")
+    assert settings.flow == "other" and "x" not in settings.conf      # a failed open changes nothing
+    # Without %dataflow open, the first magic opens ./.dataflow, flow "default", on local[*].
+    cells.ip.extension_manager.unload_extension("jupyter_dataflow")
+    cells("%load_ext jupyter_dataflow")
+    cells("%%source s --path data/s\n")
+    assert cells.flow.home == tmp_path / ".dataflow" and cells.flow.name == "default"
+    assert cells.magics.settings.spark == "local[*]"
 
 
 def test_plan_and_status_without_running(cells: Cells, orders: Path) -> None:
