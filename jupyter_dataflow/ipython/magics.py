@@ -160,16 +160,17 @@ class DataflowMagics(Magics):
 
     def _cmd_open(self, ns: Any) -> Flow:
         s = self.settings
-        saved = (s.home, s.flow, s.spark, dict(s.conf))
-        try:
-            s.home = ns.home or s.home
-            s.flow = ns.name or s.flow
-            s.spark = self._engine(ns.spark) if ns.spark else s.spark
-            s.conf = {**s.conf, **args.key_values(ns.conf, "--conf")}
-            return self.flow()
-        except BaseException:
-            s.home, s.flow, s.spark, s.conf = saved
-            raise
+        with self._open_lock:   # the watch thread never sees half-changed settings
+            saved = (s.home, s.flow, s.spark, dict(s.conf))
+            try:
+                s.home = ns.home or s.home
+                s.flow = ns.name or s.flow
+                s.spark = self._engine(ns.spark) if ns.spark else s.spark
+                s.conf = {**s.conf, **args.key_values(ns.conf, "--conf")}
+                return self.flow()
+            except BaseException:
+                s.home, s.flow, s.spark, s.conf = saved
+                raise
 
     def _engine(self, value: str) -> Any:
         """An engine URL, or the SparkSession held by the user variable of that name."""
