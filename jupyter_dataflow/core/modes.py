@@ -696,9 +696,9 @@ def _decimal_quotient_json(total: str, count: str, witness: str) -> str:
     for start in (1, 19, 37):
         piece = f"CAST(SUBSTR({digits}, {start}, 18) AS DECIMAL(38, 0))"
         part = whole(f"{rest} * {chunk} + {piece}") if quotients else piece
-        quotients.append(f"{part} DIV {count}")
+        quotients.append(whole(f"{part} DIV {count}"))
         rest = whole(f"{part} % {count}")
-    integral = whole(f"({quotients[0]}) * {chunk} * {chunk} + ({quotients[1]}) * {chunk} + ({quotients[2]})")
+    integral = whole(f"{quotients[0]} * {chunk} * {chunk} + {quotients[1]} * {chunk} + {quotients[2]}")
     shift = whole(f"CONCAT('1', REPEAT('0', {scale(witness)} - {scale(total)}))")
     tail = whole(f"{rest} * {shift}")
     fraction = f"({tail} DIV {count}) + IF(2 * ({tail} % {count}) >= {count}, 1, 0)"
