@@ -244,7 +244,7 @@ def _path(path: str, base: Path | None) -> str:
 
 
 def _register(flow: Any, root: Path, d: Mapping[str, Any], base: Path | None) -> Any:
-    kind, stage_name = d.get("kind"), d.get("name")
+    kind, stage_name = d.get("kind"), str(d.get("name"))
     existing = flow.graph.stages.get(stage_name)
     if existing is not None and existing.kind != kind:
         flow.drop(stage_name)

@@ -304,7 +304,7 @@ def readme(spec: FlowSpec, m: Manifests) -> str:
         "",
         "## Spark settings",
         "",
-        f"Namespace `{ns}`, image `{m.image}`, {m.o.executors} executors × {m.o.executor_cores} core / "
+        f"Namespace `{ns}`, image `{m.image}`, {m.o.executors} executors of {m.o.executor_cores} core and "
         f"{m.o.executor_memory}, driver {m.o.driver_memory}. The flow's own settings are in",
         "`bundle/flow.json`; the Kubernetes ones are on each workload's command line.",
         "",

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import contextlib
 import json
 import os
 import shlex
@@ -54,7 +55,7 @@ def code_cells(path: Path) -> list[Cell]:
     cells = doc.get("cells") if isinstance(doc, dict) else None
     if not isinstance(cells, list):
         raise DataflowError(f"{str(path)!r} is not a notebook (no cells)")
-    out = []
+    out: list[Cell] = []
     for cell in cells:
         if not isinstance(cell, dict) or cell.get("cell_type") != "code":
             continue
@@ -144,6 +145,14 @@ def _key_values(items: list[str] | None) -> dict[str, str]:
     return out
 
 
+def _drop(stage: str) -> Callable[[Any], Any]:
+    return lambda flow: flow.drop(stage)
+
+
+def _promote(stage: str, sql: str, partition_by: str | None, mode: str | None) -> Callable[[Any], Any]:
+    return lambda flow: flow.transform(stage, sql, partition_by=partition_by, mode=mode)
+
+
 # -- reading the notebook --------------------------------------------------------------------
 
 class NotebookReader:
@@ -225,22 +234,19 @@ class NotebookReader:
                 yield where, self._stage(magic, stripped[1 + len(magic):], "", where)
             elif stripped.startswith("%dataflow drop"):
                 ns = self.parse("dataflow drop", stripped[len("%dataflow drop"):], where)
-                yield where, lambda flow, n=ns.stage: flow.drop(n)
+                yield where, _drop(ns.stage)
             elif stripped.startswith("%dataflow promote"):
                 ns = self.parse("dataflow promote", stripped[len("%dataflow promote"):], where)
                 if ns.query not in self.queries:
                     raise DataflowError(f"{where}: no %%query named {ns.query!r} above this line")
-                sql = self.queries[ns.query]
-                yield where, lambda flow, n=ns, q=sql: flow.transform(n.stage, q, partition_by=n.partition_by,
-                                                                      mode=n.mode)
+                yield where, _promote(ns.stage, self.queries[ns.query], ns.partition_by, ns.mode)
             elif stripped.startswith(("%", "!")):
                 python.append("")  # another magic or a shell line: not Python, keep line numbers
             else:
                 python.append(line)
-        try:
+        # A cell that does not parse fails in the kernel too: it defines nothing for the flow.
+        with contextlib.suppress(SyntaxError):
             self.plain.extend(pycode.definitions("\n".join(python)))
-        except SyntaxError:
-            pass  # the kernel would fail on this cell too; it defines nothing for the flow
 
     def _stage(self, magic: str, line: str, body: str, where: str) -> Callable[[Any], Any]:
         ns = self.parse(magic, line, where)

@@ -87,7 +87,8 @@ def sql_transform(spec: FlowSpec, stage: StageSpec) -> str:
 def sink_view(spec: FlowSpec, stage: StageSpec) -> str:
     """`transformations/<name>.sql` for a sink: a materialized view of what it writes."""
     d = stage.definition
-    lines = _header(spec, stage, "--") + [
+    lines = [
+        *_header(spec, stage, "--"),
         f"-- The flow writes this as {d['format']} to {d['path']!r}. Spark Declarative Pipelines",
         "-- has no batch file sink, so the rows are a materialized view of the pipeline's catalog.",
         f"CREATE MATERIALIZED VIEW {stage.name} AS",
@@ -148,7 +149,7 @@ def python_transform(spec: FlowSpec, stage: StageSpec) -> str:
     d = stage.definition
     py = d["python"]
     where, notes = _predicate(stage)
-    args = ", ".join(f"{p}=spark.read.table({_py(i)})" for p, i in zip(py["params"], stage.inputs))
+    args = ", ".join(f"{p}=spark.read.table({_py(i)})" for p, i in zip(py["params"], stage.inputs, strict=True))
     lines = ['"""' + f"PySpark transform {stage.name!r}: the captured function and its pipeline view." + '"""',
              "", *_header(spec, stage, "#"), *[f"# {n}" for n in notes], "",
              "from pyspark import pipelines as dp", "",
