@@ -17,6 +17,7 @@ must not import Spark, touch files or keep state.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Literal, cast, get_args
@@ -106,6 +107,10 @@ _AGG_KINDS: dict[type[exp.Expression], str] = {
     exp.Count: "count", exp.CountIf: "count_if", exp.Sum: "sum", exp.Avg: "avg",
     exp.Min: "min", exp.Max: "max", exp.LogicalAnd: "bool_and", exp.LogicalOr: "bool_or",
     exp.ApproxDistinct: "approx_count_distinct", exp.Any: "bool_or",
+}
+_OPERATORS: dict[type[exp.Expression], str] = {
+    exp.Add: "+", exp.Sub: "-", exp.Mul: "*", exp.Div: "/", exp.Mod: "%", exp.GT: ">",
+    exp.GTE: ">=", exp.LT: "<", exp.LTE: "<=", exp.EQ: "=", exp.And: "AND", exp.Or: "OR",
 }
 _SIMPLE_PARTIALS: dict[str, type[exp.Expression]] = {
     "min": exp.Min, "max": exp.Max, "bool_and": exp.LogicalAnd, "bool_or": exp.LogicalOr,
@@ -210,12 +215,16 @@ class _Analysis:
             if cte.alias in self.ctes and self.ctes[cte.alias] != cte.this:
                 self.blocker = f"CTE name {cte.alias!r} is defined twice"
             self.ctes[cte.alias] = cte.this
+            if cte.alias in self.inputs and cte.parent is not self.tree.args.get("with_"):
+                self.blocker = f"nested CTE {cte.alias!r} shadows an input"
         if any(w.args.get("recursive") for w in self.tree.find_all(exp.With)):
             self.blocker = "recursive CTE"
         elif self.tree.find(exp.TableSample):
             self.blocker = "TABLESAMPLE"
+        elif self.tree.find(exp.Pivot):
+            self.blocker = "PIVOT or UNPIVOT"
         self.partitioned = self.reads(self.tree)
-        self._memo: dict[int, _Keyed | _Refusal | None] = {}
+        self._memo: dict[tuple[int, bool], _Keyed | _Refusal | None] = {}
 
     def spelled(self, key: str) -> str:
         return self._spelling.get(key, key)
@@ -243,28 +252,33 @@ class _Analysis:
             raise _Refusal("no partitioned input")
         return keyed
 
-    def query(self, node: exp.Expression) -> _Keyed | None:
-        """Map analysis of a query node, memoized (a CTE may be read several times)."""
-        done = self._memo.get(id(node))
-        if done is None and id(node) not in self._memo:
+    def query(self, node: exp.Expression, keep_key: bool = True) -> _Keyed | None:
+        """Map analysis of a query node, memoized (a CTE may be read several times).
+
+        With `keep_key` False the output may drop the key column: its rows still derive
+        from single partitions, which is all a partial aggregate over it needs.
+        """
+        memo = (id(node), keep_key)
+        done = self._memo.get(memo)
+        if done is None and memo not in self._memo:
             try:
-                done = self._query(node)
+                done = self._query(node, keep_key)
             except _Refusal as refusal:
                 done = refusal
-            self._memo[id(node)] = done
+            self._memo[memo] = done
         if isinstance(done, _Refusal):
             raise done
         return done
 
-    def _query(self, node: exp.Expression) -> _Keyed | None:
+    def _query(self, node: exp.Expression, keep_key: bool) -> _Keyed | None:
         if isinstance(node, (exp.Subquery, exp.SetOperation, exp.Select)):
             _refuse_limit(node)
         if isinstance(node, exp.Subquery):
-            return self.query(node.this)
+            return self.query(node.this, keep_key)
         if isinstance(node, exp.SetOperation):
             return self._set_operation(node)
         if isinstance(node, exp.Select):
-            return self._select(node)
+            return self._select(node, keep_key)
         if self.reads(node):
             raise _Refusal(f"unsupported query form {node.key.upper()} over a partitioned input")
         return None
@@ -280,29 +294,29 @@ class _Analysis:
             raise _Refusal(f"{kind} branches do not keep partition key {left.key!r} at the same position")
         return _Keyed(left.key, left.position, f"every {kind} branch keeps partition key {left.key!r}")
 
-    def sources(self, select: exp.Select) -> list[_Source]:
+    def sources(self, select: exp.Select, keep_key: bool = True) -> list[_Source]:
         """The FROM and JOIN items of a SELECT, in order, with their map analysis."""
         from_ = select.args.get("from_")
         items = ([(from_.this, None)] if from_ else []) + [(j.this, j) for j in select.args.get("joins") or []]
         return [
-            _Source(node.alias_or_name.lower() or f"#{i}", self._source(node), join)
+            _Source(node.alias_or_name.lower() or f"#{i}", self._source(node, keep_key), join)
             for i, (node, join) in enumerate(items)
         ]
 
-    def _source(self, node: exp.Expression) -> _Keyed | None:
+    def _source(self, node: exp.Expression, keep_key: bool) -> _Keyed | None:
         if isinstance(node, exp.Table):
             name = _table_name(node)
             if name in self.ctes:
-                return self.query(self.ctes[name])
+                return self.query(self.ctes[name], keep_key)
             if name in self.inputs:
                 return _Keyed(self.inputs[name], None, None)
         elif isinstance(node, exp.Subquery):
-            return self.query(node)
+            return self.query(node, keep_key)
         if self.reads(node):
             raise _Refusal(f"{node.key.upper()} in FROM reads a partitioned input")
         return None
 
-    def _select(self, select: exp.Select) -> _Keyed | None:
+    def _select(self, select: exp.Select, keep_key: bool) -> _Keyed | None:
         sources = self.sources(select)
         self._refuse_nested_reads(select)
         keyed = {s.alias: s.keyed for s in sources if s.keyed is not None}
@@ -313,7 +327,7 @@ class _Analysis:
             raise _Refusal(f"inputs are partitioned by different keys ({', '.join(keys)})")
         ctx = _Ctx(keys[0], frozenset(keyed), frozenset(_preserved(sources)))
         reasons = [_map_joins(select, sources, ctx), _map_grouping(select, ctx), _map_windows(select, ctx)]
-        position = _map_output(select, ctx)
+        position = _map_output(select, ctx) if keep_key or select.args.get("distinct") else None
         inner = [k.why for k in keyed.values() if k.why]
         why = next((r for r in reasons + inner if r), f"row-level query keeps partition key {ctx.key!r}")
         return _Keyed(ctx.key, position, why)
@@ -351,7 +365,7 @@ class _Analysis:
 
     def _check_partial_sources(self, select: exp.Select, name: str) -> None:
         try:
-            sources = self.sources(select)
+            sources = self.sources(select, keep_key=False)
         except _Refusal as refusal:
             raise _Refusal(f"subquery over {name!r} is not row-level: {refusal}") from None
         partitioned = [s for s in sources if s.keyed is not None]
@@ -443,6 +457,8 @@ def _map_output(select: exp.Select, ctx: _Ctx) -> int | None:
                 kept, position = True, None if star_before else i
             elif name != ctx.key:
                 renamed.append(name)
+        elif name == ctx.key and _is_any_key_column(item.unalias(), ctx):
+            raise _Refusal(f"partition key {ctx.key!r} may be NULL from an outer join")
         elif name == ctx.key:
             raise _Refusal(f"output column {ctx.key!r} is computed, not the partition key")
     if kept:
@@ -491,6 +507,14 @@ def _key_alias(node: exp.Expression, ctx: _Ctx) -> str | None:
     if table:
         return table if table in ctx.keyed else None
     return next(iter(ctx.keyed)) if len(ctx.keyed) == 1 else None
+
+
+def _is_any_key_column(node: exp.Expression, ctx: _Ctx) -> bool:
+    """Whether `node` is the key column of some partitioned source, preserved or not."""
+    node = _unparen(node)
+    if not isinstance(node, exp.Column) or node.args.get("db") or node.name.lower() != ctx.key:
+        return False
+    return not node.table or node.table.lower() in ctx.keyed
 
 
 def _star_keeps_key(item: exp.Expression, ctx: _Ctx) -> bool:
@@ -637,22 +661,36 @@ def _output_name(item: exp.Expression) -> str:
     """The column name Spark gives a SELECT item (from the query as typed)."""
     if isinstance(item, exp.Alias):
         return item.alias
-    if isinstance(item, exp.Column) and not isinstance(item.this, exp.Star):
-        return item.name
-    if isinstance(item, exp.Anonymous):
-        kind = item.name.lower() if item.name.lower() in _ANONYMOUS_KINDS else None
+    name = _spark_name(item)
+    if name is None:
+        raise _Refusal(f"unaliased output {_short(item)} needs AS <name>")
+    return name
+
+
+def _spark_name(node: exp.Expression) -> str | None:
+    """Spark's generated name for an unaliased expression, for the forms known here."""
+    node = _unparen(node)
+    if isinstance(node, exp.Column):
+        return None if isinstance(node.this, exp.Star) else node.name
+    if isinstance(node, exp.Literal):
+        return node.name if node.is_string or re.fullmatch(r"[0-9]+(\.[0-9]+)?", node.name) else None
+    operator = _OPERATORS.get(type(node))
+    if operator:
+        left, right = _spark_name(node.this), _spark_name(node.expression)
+        return f"({left} {operator} {right})" if left and right else None
+    if isinstance(node, exp.Anonymous):
+        function = node.name.lower() if node.name.lower() in _ANONYMOUS_KINDS else None
     else:
-        kind = _AGG_KINDS.get(type(item))
-    args = _agg_args(item)
-    if kind and len(args) == 1 and not isinstance(item, exp.Any):
-        arg = args[0]
-        if isinstance(arg, exp.Star) and isinstance(item, exp.Count):
-            return "count(1)"
-        if isinstance(arg, exp.Column) and not isinstance(arg.this, exp.Star):
-            return f"{kind}({arg.name})"
-        if isinstance(arg, exp.Literal) and not arg.is_string and arg.name.isdigit():
-            return f"{kind}({arg.name})"
-    raise _Refusal(f"unaliased output {_short(item)} needs AS <name>")
+        function = None if isinstance(node, exp.Any) else _AGG_KINDS.get(type(node))
+    args = _agg_args(node)
+    if function is None or not args:
+        return None
+    if isinstance(node, exp.ApproxDistinct):
+        args = args[:1]  # Spark leaves relativeSD out of the name
+    if isinstance(node, exp.Count) and isinstance(args[0], exp.Star):
+        return "count(1)"
+    names = [_spark_name(a) for a in args]
+    return f"{function}({', '.join(n for n in names if n)})" if all(names) else None
 
 
 def _agg_args(node: exp.Expression) -> list[exp.Expression]:
@@ -692,7 +730,8 @@ def _decimal_quotient_json(total: str, count: str, witness: str) -> str:
 
     digits = f"LPAD(REPLACE(CAST(ABS({total}) AS STRING), '.', ''), 54, '0')"
     chunk = "1000000000000000000"
-    quotients, rest = [], "0"
+    quotients: list[str] = []
+    rest = "0"
     for start in (1, 19, 37):
         piece = f"CAST(SUBSTR({digits}, {start}, 18) AS DECIMAL(38, 0))"
         part = whole(f"{rest} * {chunk} + {piece}") if quotients else piece

@@ -41,6 +41,10 @@ QUERIES = {
         "FROM orders GROUP BY customer"
     ),
     "global-unaliased-names": "SELECT count(*), sum(qty), min(price), max(price), avg(qty), count(score) FROM orders",
+    "unaliased-expressions": (
+        "SELECT customer, sum(qty * 2), count_if(qty > 3), sum(price) / count(*), "
+        "approx_count_distinct(name, 0.1), max(score) - min(score), count(1) FROM orders GROUP BY customer"
+    ),
     "global-over-zero-rows": "SELECT count(*) AS n, sum(price) AS s, avg(score) AS a, max(name) AS m FROM orders WHERE qty > 1000",
     "grouped-over-zero-rows": "SELECT customer, count(*) AS n FROM orders WHERE qty > 1000 GROUP BY customer",
     "doubles-and-strings": (
@@ -69,6 +73,10 @@ QUERIES = {
     "approx-distinct": "SELECT name, approx_count_distinct(customer) AS approx_customers FROM orders GROUP BY name",
     "filter-clause-group-all": (
         "SELECT customer, sum(qty) FILTER (WHERE score > 10) AS f, avg(qty) AS a FROM orders GROUP BY ALL"
+    ),
+    "subquery-drops-partition-key": (
+        "SELECT region, count(*) AS n, sum(price) AS s FROM (SELECT o.price, c.region FROM orders o "
+        "JOIN customers c ON o.customer = c.id) GROUP BY region"
     ),
     "cte-map-then-aggregate": (
         "WITH big AS (SELECT *, price * qty AS value FROM orders WHERE price > 10) "
