@@ -426,3 +426,37 @@ class Flow:
 
         spark = self._spark_setting if isinstance(self._spark_setting, str) else None
         return export_flow(self, directory, to, conf=self._conf, spark=spark, **options)
+
+    # lineage ------------------------------------------------------------------------
+    def graph_payload(self, stage: str | None = None, columns: bool = False) -> dict[str, Any]:
+        """The lineage payload (nodes, edges, column edges) that the panel and widget draw.
+
+        Args:
+            stage: centre on this stage: only it, its upstream and its downstream.
+            columns: also trace column-level lineage (`column_edges`).
+
+        Returns:
+            The payload described in `jupyter_dataflow.lineage.payload`.
+        """
+        from jupyter_dataflow.lineage import StageFacts, build_payload
+
+        centre = self._graph.resolve(stage) if stage is not None else None
+        facts = [StageFacts.of(self._graph[s.name], self._graph.inputs(s.name), s.to_json(),
+                               self._paths(s.name)[1] if s.kind != "sink" else None)
+                 for s in self.status()]
+        return build_payload(self.name, facts, stage=centre, columns=columns)
+
+    def lineage(self, stage: str | None = None, columns: bool = False) -> Any:
+        """A live lineage widget of the flow (or of one stage's upstream and downstream)."""
+        from jupyter_dataflow.widgets.lineage import LineageWidget
+
+        return LineageWidget(self, stage=self._graph.resolve(stage) if stage is not None else None,
+                             columns=columns)
+
+    def column_lineage(self, column: str) -> Any:
+        """Where `"stage.column"` comes from: a `jupyter_dataflow.lineage.ColumnLineage` tree."""
+        from jupyter_dataflow.lineage import column_tree, split_ref
+
+        stage, name = split_ref(column)
+        stage = self._graph.resolve(stage)
+        return column_tree(self.graph_payload(stage, columns=True), stage, name)
