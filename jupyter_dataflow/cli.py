@@ -34,8 +34,8 @@ def _open(args: argparse.Namespace) -> Any:
 
 def _table(rows: list[list[str]], header: list[str]) -> str:
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
-    lines = ["  ".join(str(v).ljust(w) for v, w in zip(header, widths))]
-    lines += ["  ".join(str(v).ljust(w) for v, w in zip(r, widths)) for r in rows]
+    lines = ["  ".join(str(v).ljust(w) for v, w in zip(header, widths, strict=False))]
+    lines += ["  ".join(str(v).ljust(w) for v, w in zip(r, widths, strict=False)) for r in rows]
     return "\n".join(lines)
 
 
@@ -96,6 +96,15 @@ def cmd_run(args: argparse.Namespace) -> int:
         time.sleep(args.interval)
 
 
+def cmd_gc(args: argparse.Namespace) -> int:
+    flow = _open(args)
+    report = flow.gc(keep=args.keep, grace=args.grace, dry_run=args.dry_run)
+    for path in report.objects if args.verbose else []:
+        print(f"  {'would remove' if args.dry_run else 'removed'} {path}")
+    print(report.summary())
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from jupyter_dataflow.export.cli import add_parser as add_export_parser
     from jupyter_dataflow.export.cli import add_run_arguments
@@ -128,6 +137,13 @@ def build_parser() -> argparse.ArgumentParser:
     add_run_arguments(p)
     p.set_defaults(func=cmd_run)
     add_export_parser(sub)
+    p = sub.add_parser("gc", help="remove stored outputs that nothing references")
+    common(p)
+    p.add_argument("--keep", type=int, default=1, help="versions to keep per partition (default 1)")
+    p.add_argument("--grace", type=float, default=3600.0, help="keep anything used within this many seconds")
+    p.add_argument("--dry-run", action="store_true", help="report what would be removed")
+    p.add_argument("--verbose", action="store_true")
+    p.set_defaults(func=cmd_gc)
     return parser
 
 

@@ -18,13 +18,19 @@ from pathlib import Path
 from typing import Any
 
 from jupyter_dataflow.core import normalize_py
-from jupyter_dataflow.core.errors import ConfigError, DataflowError, StageDefinitionError, UnknownStageError
+from jupyter_dataflow.core.errors import (
+    ConfigError,
+    DataflowError,
+    StageDefinitionError,
+    UnknownStageError,
+)
 from jupyter_dataflow.core.graph import Graph
 from jupyter_dataflow.core.names import check_name
 from jupyter_dataflow.core.stage import Sink, Source, Stage, Transform, from_json
 from jupyter_dataflow.plan.planner import OUTPUT, ModeInfo, Plan
 from jupyter_dataflow.plan.resolve import output_key, resolve_modes, stage_mode
 from jupyter_dataflow.reconciler import events as ev
+from jupyter_dataflow.reconciler.leases import Leases
 from jupyter_dataflow.reconciler.loop import Reconciler, RunResult
 from jupyter_dataflow.store.metadata import Metadata
 from jupyter_dataflow.store.objects import ObjectStore
@@ -105,6 +111,7 @@ class Flow:
         self._graph = self._load_graph()
         self._modes = self._load_modes()
         self._runner: Any = None
+        self.leases = Leases(self.meta)
         self._running: set[str] = set()
         self.events.subscribe(self._track_running)
 
@@ -174,7 +181,7 @@ class Flow:
 
     def _reconciler(self) -> Reconciler:
         return Reconciler(self.name, self._resolved(), self.meta, self.store, self.events, self._task_runner,
-                          modes=self._modes)
+                          modes=self._modes, leases=self.leases)
 
     # registering ------------------------------------------------------------------
     def _register(self, stage: Stage) -> Change:
@@ -362,6 +369,24 @@ class Flow:
         return {"stage": name, "kind": st.kind, "mode": m.mode, "mode_reason": m.reason, "key": m.key,
                 "code": st.text if isinstance(st, Transform) else st.to_json(), "definition_hash": st.definition_hash(),
                 "inputs": list(st.inputs), "partitions": parts}
+
+    def gc(self, keep: int = 1, grace: float = 3600.0, dry_run: bool = False) -> Any:
+        """Remove stored outputs no flow or branch of the home references any more.
+
+        Keeps the last `keep` versions of every partition and anything used within
+        `grace` seconds; waits for running reconcilers of every flow first.
+        """
+        from contextlib import ExitStack
+
+        from jupyter_dataflow.store.gc import collect
+
+        if not isinstance(keep, int) or keep < 0:
+            raise ConfigError(f"keep must be a whole number >= 0, got {keep!r}")
+        with ExitStack() as stack:
+            if not dry_run:
+                for flow in self.meta.flows():
+                    stack.enter_context(self.leases.hold(f"flow:{flow}", wait=600))
+            return collect(self.meta, self.store, keep=keep, grace=grace, dry_run=dry_run)
 
     def close(self) -> None:
         """Release the metadata connection (the shared SparkSession stays up)."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from jupyter_dataflow.core.errors import CycleError, StageDefinitionError, UnknownStageError
 from jupyter_dataflow.core.stage import Stage
@@ -39,24 +40,39 @@ class Graph:
         """The stage name as registered, matching case-insensitively like Spark SQL."""
         if name in self.stages:
             return name
-        lowered = {k.lower(): k for k in self.stages}
+        lowered = self._lowered
         if name.lower() in lowered:
             return lowered[name.lower()]
         raise UnknownStageError(name, list(self.stages))
 
+    @cached_property
+    def _lowered(self) -> dict[str, str]:
+        return {k.lower(): k for k in self.stages}
+
+    @cached_property
+    def _edges(self) -> tuple[dict[str, tuple[str, ...]], dict[str, list[str]]]:
+        """Inputs and children of every stage, computed once per (immutable) graph."""
+        lowered = {k.lower(): k for k in self.stages}
+        inputs = {n: tuple(lowered.get(i.lower(), i) for i in st.inputs) for n, st in self.stages.items()}
+        children: dict[str, list[str]] = {n: [] for n in self.stages}
+        for n, ins in inputs.items():
+            for i in set(ins):
+                if i in children:
+                    children[i].append(n)
+        return inputs, {n: sorted(c) for n, c in children.items()}
+
     def inputs(self, name: str) -> tuple[str, ...]:
-        return tuple(self.resolve(i) for i in self.stages[name].inputs)
+        return self._edges[0][name]
 
     def downstream(self, name: str) -> list[str]:
         """Every stage that depends on `name`, directly or not, in graph order."""
         result: set[str] = set()
         frontier = [name]
         while frontier:
-            current = frontier.pop()
-            for other in self.stages:
-                if other not in result and current in self.inputs(other):
-                    result.add(other)
-                    frontier.append(other)
+            for child in self.children(frontier.pop()):
+                if child not in result:
+                    result.add(child)
+                    frontier.append(child)
         return [s for s in self.order() if s in result]
 
     def upstream(self, name: str) -> list[str]:
@@ -70,24 +86,30 @@ class Graph:
         return [s for s in self.order() if s in result]
 
     def children(self, name: str) -> list[str]:
-        return sorted(s for s in self.stages if name in self.inputs(s))
+        return self._edges[1][name]
 
-    def order(self) -> list[str]:
-        """Topological order, ties broken by name, so every machine agrees."""
+    @cached_property
+    def _order(self) -> tuple[str, ...] | None:
+        import heapq
+
         indegree = {n: len(set(self.inputs(n))) for n in self.stages}
-        ready = sorted(n for n, d in indegree.items() if d == 0)
+        ready = [n for n, d in indegree.items() if d == 0]
+        heapq.heapify(ready)
         out: list[str] = []
         while ready:
-            n = ready.pop(0)
+            n = heapq.heappop(ready)
             out.append(n)
             for child in self.children(n):
                 indegree[child] -= 1
                 if indegree[child] == 0:
-                    ready.append(child)
-                    ready.sort()
-        if len(out) != len(self.stages):
+                    heapq.heappush(ready, child)
+        return tuple(out) if len(out) == len(self.stages) else None
+
+    def order(self) -> list[str]:
+        """Topological order, ties broken by name, so every machine agrees."""
+        if self._order is None:
             raise CycleError(self._find_cycle())
-        return out
+        return list(self._order)
 
     def _find_cycle(self) -> list[str]:
         state: dict[str, int] = {}

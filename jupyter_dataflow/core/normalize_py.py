@@ -52,9 +52,9 @@ def _free_names(tree: ast.AST) -> list[str]:
                 args = node.args
                 for a in [*args.posonlyargs, *args.args, *args.kwonlyargs]:
                     bound.add(a.arg)
-                for a in (args.vararg, args.kwarg):
-                    if a is not None:
-                        bound.add(a.arg)
+                for extra in (args.vararg, args.kwarg):
+                    if extra is not None:
+                        bound.add(extra.arg)
         elif isinstance(node, ast.Lambda):
             for a in [*node.args.posonlyargs, *node.args.args, *node.args.kwonlyargs]:
                 bound.add(a.arg)
@@ -202,7 +202,8 @@ def _strip_docstrings(tree: ast.AST) -> ast.AST:
     for node in ast.walk(tree):
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Module)):
             body = node.body
-            if body and isinstance(body[0], ast.Expr) and isinstance(getattr(body[0], "value", None), ast.Constant) and isinstance(body[0].value.value, str):
+            first = body[0] if body else None
+            if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) and isinstance(first.value.value, str):
                 node.body = body[1:] or [ast.Pass()]
     return tree
 
@@ -220,4 +221,4 @@ def load(code: PythonCode, stage: str) -> Callable[..., Any]:
     func = namespace.get(code.function)
     if not callable(func):
         raise StageDefinitionError(f"function {code.function!r} not found", stage)
-    return func  # type: ignore[no-any-return]
+    return func

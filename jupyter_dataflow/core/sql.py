@@ -8,6 +8,7 @@ parentheses are gone, while anything that changes meaning stays.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import cast
 
 import sqlglot
 from sqlglot import exp
@@ -49,7 +50,7 @@ def parse(sql: str, stage: str | None = None) -> exp.Expression:
         raise SqlError(
             f"a transform must be a query (SELECT ...), not {tree.key.upper()}", stage=stage
         )
-    return tree
+    return cast(exp.Expression, tree)
 
 
 def _strip_redundant_parens(node: exp.Expression) -> exp.Expression:

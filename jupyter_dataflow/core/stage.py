@@ -11,9 +11,10 @@ import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal, Union
+from typing import Any, Literal
 
-from jupyter_dataflow.core import normalize_py, sql as sqlmod
+from jupyter_dataflow.core import normalize_py
+from jupyter_dataflow.core import sql as sqlmod
 from jupyter_dataflow.core.errors import StageDefinitionError
 from jupyter_dataflow.core.names import check_name
 
@@ -233,7 +234,7 @@ class Sink:
         return {"kind": "sink", "name": self.name, "source": self.source, "path": self.path, **self.config()}
 
 
-Stage = Union[Source, Transform, Sink]
+Stage = Source | Transform | Sink
 
 
 def from_json(data: Mapping[str, Any]) -> Stage:

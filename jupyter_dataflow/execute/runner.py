@@ -8,6 +8,7 @@ reconciler calls this module; it never touches the metadata database.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import uuid
@@ -16,7 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from jupyter_dataflow.core import normalize_py, sql as sqlmod
+from jupyter_dataflow.core import normalize_py
+from jupyter_dataflow.core import sql as sqlmod
 from jupyter_dataflow.core.errors import ExpectationError, SourceError, StageExecutionError
 from jupyter_dataflow.core.stage import Sink, Source, Transform
 from jupyter_dataflow.execute.boundary import boundary, short_message
@@ -159,10 +161,8 @@ class TaskRunner:
 
     def release_views(self) -> None:
         for v in getattr(self, "_drop_later", []):
-            try:
+            with contextlib.suppress(Exception):
                 self.spark.catalog.dropTempView(v)
-            except Exception:
-                pass
         self._drop_later = []
 
     def run_python(self, stage: Transform, inputs: Mapping[str, Any]) -> Any:

@@ -263,9 +263,10 @@ def plan_derived(stage: Transform | Sink, mode: ModeInfo, upstream: Mapping[str,
     if mode.mode == "partial" and all(k in fps for k in wanted if k[0] == PARTIAL):
         partial_versions = _partial_versions(view, current, fps)
         if partial_versions is not None:
-            ins = tuple(InputVersion(f"{stage.name}#partial", p, v) for p, v in sorted(partial_versions.items()))
-            wanted[(OUTPUT, WHOLE)] = ins
-            fps[(OUTPUT, WHOLE)] = fpmod.compute(code, {**config, "role": OUTPUT, "partition": WHOLE}, ins)
+            combine_ins = tuple(InputVersion(f"{stage.name}#partial", p, v)
+                                for p, v in sorted(partial_versions.items()))
+            wanted[(OUTPUT, WHOLE)] = combine_ins
+            fps[(OUTPUT, WHOLE)] = fpmod.compute(code, {**config, "role": OUTPUT, "partition": WHOLE}, combine_ins)
     stored = view.object_parts([c.fingerprint for c in current.values()])
     tasks: list[Task] = []
     for key, ins in wanted.items():
@@ -332,8 +333,9 @@ def _union(current: Mapping[tuple[str, str], Any], upstream: Mapping[str, Outcom
     """Partitions to expect while an input is still pending: what exists now, or will."""
     pids = {p for (r, p) in current if r == role}
     for n in names:
-        if upstream[n].changed is not None:
-            pids |= set(upstream[n].changed)
+        changed = upstream[n].changed
+        if changed is not None:
+            pids |= set(changed)
         pids |= set(upstream[n].versions)
     return sorted(pids)
 

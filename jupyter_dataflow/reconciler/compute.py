@@ -43,7 +43,7 @@ def compute_task(rec: Reconciler, stage: Any, mode: ModeInfo, task: Task) -> Sta
             part = rec._listings[stage.name][task.partition]
             found = rec.meta.source_schema(rec.flow, stage.name, stage.definition_hash())
             assert found is not None
-            return runner.ingest(stage, part, found[0], found[1])  # type: ignore[no-any-return]
+            return runner.ingest(stage, part, found[0], found[1])
         if isinstance(stage, Sink):
             source = rec.graph.resolve(stage.source)
             with boundary(stage.name, ""):
@@ -52,7 +52,7 @@ def compute_task(rec: Reconciler, stage: Any, mode: ModeInfo, task: Task) -> Sta
         assert isinstance(stage, Transform)
         with boundary(stage.name, task.partition):
             df = _transform_frame(rec, runner, stage, mode, task)
-            return runner.write(df, stage.name, stage.expect, stage.expect_action, task.partition)  # type: ignore[no-any-return]
+            return runner.write(df, stage.name, stage.expect, stage.expect_action, task.partition)
     finally:
         runner.release_views()
 
@@ -62,23 +62,23 @@ def _transform_frame(rec: Reconciler, runner: Any, stage: Transform, mode: ModeI
     keys = {n: _output_key(rec, n) for n in names}
     if mode.mode == "map":
         frames = {i: _input_frame(rec, runner, n, task.partition if keys[n] is not None else None)
-                  for i, n in zip(stage.inputs, names)}
+                  for i, n in zip(stage.inputs, names, strict=False)}
         return runner.transform(stage, frames)
     if mode.mode == "partial":
         from jupyter_dataflow.core import modes
 
         assert stage.sql is not None
-        lowered = {i.lower(): keys[n] for i, n in zip(stage.inputs, names)}
+        lowered = {i.lower(): keys[n] for i, n in zip(stage.inputs, names, strict=False)}
         pp = modes.partial_plan(stage.sql, lowered, stage=stage.name)
         if task.role == PARTIAL:
             frames = {i: _input_frame(rec, runner, n, task.partition if n == mode.partitioned_input else None)
-                      for i, n in zip(stage.inputs, names)}
+                      for i, n in zip(stage.inputs, names, strict=False)}
             return runner.run_sql(stage.name, pp.partial_sql, frames)
         assert task.partition == WHOLE
         paths, schema = committed_paths(rec, stage.name, PARTIAL)
         partials = runner.read_objects(sorted(paths.values()), schema)
         return runner.run_sql(stage.name, pp.combine_sql, {modes.PARTIALS_TABLE: partials})
-    frames = {i: _input_frame(rec, runner, n, None) for i, n in zip(stage.inputs, names)}
+    frames = {i: _input_frame(rec, runner, n, None) for i, n in zip(stage.inputs, names, strict=False)}
     return runner.transform(stage, frames)
 
 

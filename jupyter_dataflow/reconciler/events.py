@@ -6,6 +6,7 @@ raise (a raising subscriber is dropped from that event, never from the run).
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Callable
@@ -64,7 +65,5 @@ class EventBus:
         with self._lock:
             listeners = list(self._listeners)
         for listener in listeners:
-            try:
+            with contextlib.suppress(Exception):  # a broken display must not break a run
                 listener(event)
-            except Exception:  # a broken display must not break a run
-                pass

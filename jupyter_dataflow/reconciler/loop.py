@@ -23,7 +23,6 @@ from jupyter_dataflow.core.stage import Sink, Source, Transform
 from jupyter_dataflow.plan.planner import (
     OUTPUT,
     PARTIAL,
-    SINK,
     ModeInfo,
     Outcome,
     Plan,
@@ -34,6 +33,7 @@ from jupyter_dataflow.plan.planner import (
 )
 from jupyter_dataflow.plan.resolve import output_key, resolve_modes
 from jupyter_dataflow.reconciler import events as ev
+from jupyter_dataflow.reconciler.leases import Leases
 from jupyter_dataflow.reconciler.view import MetaView
 from jupyter_dataflow.store import listing as listmod
 from jupyter_dataflow.store.metadata import Metadata, ObjectRecord, Publish, StageState
@@ -68,7 +68,7 @@ class Reconciler:
 
     def __init__(self, flow: str, graph: Graph, meta: Metadata, store: ObjectStore, bus: ev.EventBus,
                  runner: Callable[[], Any], parallelism: int = 4,
-                 modes: Mapping[str, ModeInfo] | None = None) -> None:
+                 modes: Mapping[str, ModeInfo] | None = None, leases: Leases | None = None) -> None:
         self.flow = flow
         self.graph = graph
         self.meta = meta
@@ -77,6 +77,7 @@ class Reconciler:
         self._runner_factory = runner
         self.parallelism = parallelism
         self.modes = dict(modes) if modes is not None else resolve_modes(graph)
+        self.leases = leases or Leases(meta)
         self._lock = threading.Lock()
         self._listings: Mapping[str, Mapping[str, listmod.SourcePartition]] = {}
 
@@ -152,8 +153,12 @@ class Reconciler:
 
     # running ----------------------------------------------------------------------
     def run(self, target: str | None = None) -> RunResult:
-        """Reconcile the flow (or `target` and its upstream) and report what happened."""
-        with self._lock:
+        """Reconcile the flow (or `target` and its upstream) and report what happened.
+
+        One reconciler per flow at a time, across processes: a second one waits for
+        the first to finish (and then usually finds nothing left to do).
+        """
+        with self._lock, self.leases.hold(f"flow:{self.flow}"):
             return self._run(target)
 
     def _run(self, target: str | None) -> RunResult:
@@ -298,7 +303,7 @@ class Reconciler:
         futures = [(t, pool.submit(self._compute, stage, mode, t, outcomes)) for t in todo]
         for t, fut in futures:
             try:
-                obj = fut.result()
+                obj, reused = fut.result()
             except DataflowError as err:
                 errors.append(err)
                 result.failed.append(t)
@@ -306,6 +311,10 @@ class Reconciler:
                                        state="failed"))
                 continue
             publishes.append(Publish(t.stage, t.role, t.partition, obj, t.reason))
+            if reused:
+                result.reused.append(t)
+                self.bus.emit(ev.Event(ev.TASK_REUSED, self.flow, t.stage, t.partition, t.reason, rows=obj.rows))
+                continue
             result.executed.append(t)
             self.bus.emit(ev.Event(ev.TASK_COMMITTED, self.flow, t.stage, t.partition, t.reason, rows=obj.rows,
                                    seconds=obj.finished_at - obj.started_at))
@@ -313,10 +322,21 @@ class Reconciler:
             raise errors[0]
         return publishes
 
-    def _compute(self, stage: Any, mode: ModeInfo, task: Task, outcomes: Mapping[str, Outcome]) -> ObjectRecord:
+    def _compute(self, stage: Any, mode: ModeInfo, task: Task,
+                 outcomes: Mapping[str, Outcome]) -> tuple[ObjectRecord, bool]:
+        """Compute one task under its lease; (object, True) if another process made it meanwhile."""
+        assert task.fingerprint is not None, f"task {task} has no fingerprint at execution"
+        with self.leases.hold(f"task:{task.fingerprint}") as waited:
+            if waited:
+                existing = self.meta.object(task.fingerprint)
+                if existing is not None and (not existing.path or _exists(existing.path)):
+                    return existing, True
+            return self._compute_now(stage, mode, task), False
+
+    def _compute_now(self, stage: Any, mode: ModeInfo, task: Task) -> ObjectRecord:
         from jupyter_dataflow.reconciler.compute import compute_task
 
-        assert task.fingerprint is not None, f"task {task} has no fingerprint at execution"
+        assert task.fingerprint is not None
         self.bus.emit(ev.Event(ev.TASK_STARTED, self.flow, task.stage, task.partition, task.reason))
         started = time.time()
         staged = compute_task(self, stage, mode, task)

@@ -53,6 +53,8 @@ CREATE TABLE IF NOT EXISTS source_schema(
 CREATE TABLE IF NOT EXISTS file_hashes(
     path TEXT PRIMARY KEY, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL, hash TEXT NOT NULL,
     hashed_at_ns INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS leases(
+    name TEXT PRIMARY KEY, owner TEXT NOT NULL, expires_at REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS runs(
     id INTEGER PRIMARY KEY AUTOINCREMENT, flow TEXT NOT NULL, started_at REAL NOT NULL,
     finished_at REAL, executed INTEGER, reused INTEGER, failed INTEGER, status TEXT NOT NULL);
@@ -345,6 +347,34 @@ class Metadata:
             return
         with self.transaction() as db:
             db.executemany("INSERT OR REPLACE INTO file_hashes VALUES (?, ?, ?, ?, ?)", rows)
+
+    # leases -----------------------------------------------------------------------
+    def acquire(self, name: str, owner: str, ttl: float) -> str | None:
+        """Take lease `name` for `owner` unless another live owner holds it.
+
+        Returns None on success, else the current holder. Expired leases (a crashed
+        holder stops renewing) are taken over.
+        """
+        now = time.time()
+        with self.transaction() as db:
+            row = db.execute("SELECT owner, expires_at FROM leases WHERE name = ?", (name,)).fetchone()
+            if row is not None and row[0] != owner and row[1] > now:
+                return str(row[0])
+            db.execute("INSERT OR REPLACE INTO leases VALUES (?, ?, ?)", (name, owner, now + ttl))
+            return None
+
+    def renew(self, owner: str, ttl: float) -> None:
+        with self.transaction() as db:
+            db.execute("UPDATE leases SET expires_at = ? WHERE owner = ?", (time.time() + ttl, owner))
+
+    def release(self, name: str, owner: str) -> None:
+        with self.transaction() as db:
+            db.execute("DELETE FROM leases WHERE name = ? AND owner = ?", (name, owner))
+
+    def live_leases(self, prefix: str = "") -> dict[str, str]:
+        rows = self.query("SELECT name, owner FROM leases WHERE expires_at > ? AND name LIKE ?",
+                          (time.time(), prefix + "%"))
+        return {r["name"]: r["owner"] for r in rows}
 
     # runs -------------------------------------------------------------------------
     def start_run(self, flow: str) -> int:
