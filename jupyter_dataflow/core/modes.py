@@ -12,6 +12,15 @@
 Map or partial is only chosen when it is provably correct from the SQL text alone; any
 doubt yields reduce with a short reason naming the construct. This module is pure: it
 must not import Spark, touch files or keep state.
+
+Known limits, all on the side of caution or documented drift:
+
+- column types are unknown here, so the combine recovers Spark's result types at run
+  time (`typeof` of a per-partition witness) instead of casting to a written type;
+- `approx_count_distinct` becomes HLL sketches, a different approximation;
+- a decimal sum whose total overflows its type yields NULL where Spark would raise;
+- a user-defined aggregate function is not known as one: applied to GROUP BY keys only,
+  it would be taken for a scalar function (built-in aggregates are all known).
 """
 
 from __future__ import annotations
@@ -91,7 +100,8 @@ class _Ctx:
 
 # Spark aggregates that sqlglot parses as plain functions rather than AggFunc nodes.
 _AGGREGATE_NAMES = (
-    "any any_value approx_count_distinct approx_percentile array_agg avg bit_and bit_or "
+    "any any_value approx_count_distinct approx_percentile approx_top_k approx_top_k_accumulate "
+    "approx_top_k_combine array_agg avg bit_and bit_or "
     "bit_xor bitmap_construct_agg bitmap_or_agg bool_and bool_or collect_list collect_set "
     "corr count count_if count_min_sketch covar_pop covar_samp every first first_value "
     "histogram_numeric hll_sketch_agg hll_union_agg kurtosis last last_value listagg max "
@@ -572,7 +582,8 @@ def _is_aggregate(node: exp.Expression) -> bool:
     if isinstance(node, exp.Any):
         return not isinstance(node.this, exp.Query)
     if isinstance(node, exp.Anonymous):
-        return node.name.lower() in _SPARK_AGGREGATES
+        name = node.name.lower()  # sketch aggregates follow Spark's *_agg[_type] naming
+        return name in _SPARK_AGGREGATES or re.search(r"_agg(_|$)", name) is not None
     return isinstance(node, exp.AggFunc)
 
 
