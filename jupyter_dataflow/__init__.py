@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from jupyter_dataflow.core.errors import (
     CommitError,
     ConfigError,
@@ -15,10 +17,34 @@ from jupyter_dataflow.core.errors import (
     UnknownStageError,
 )
 from jupyter_dataflow.flow import Change, Flow, StageStatus, list_flows
-from jupyter_dataflow.ipython import load_ipython_extension, unload_ipython_extension  # noqa: F401  (IPython looks these up on the package)
 from jupyter_dataflow.reconciler.loop import RunResult
 
 __version__ = "0.1.0"
+
+
+def load_ipython_extension(ipython: Any) -> None:
+    """`%load_ext jupyter_dataflow`: register the magics (IPython is imported only here)."""
+    from jupyter_dataflow.ipython import load_ipython_extension as load
+
+    load(ipython)
+
+
+def unload_ipython_extension(ipython: Any) -> None:
+    from jupyter_dataflow.ipython import unload_ipython_extension as unload
+
+    unload(ipython)
+
+
+def _jupyter_server_extension_points() -> list[dict[str, str]]:
+    from jupyter_dataflow.server import _jupyter_server_extension_points as points
+
+    return points()
+
+
+def _jupyter_labextension_paths() -> list[dict[str, str]]:
+    from jupyter_dataflow.server import _jupyter_labextension_paths as paths
+
+    return paths()
 
 __all__ = [
     "Change",
