@@ -239,20 +239,30 @@ def _qualified(tree: Any, schema: Mapping[str, Mapping[str, str]]) -> Any:
     raise LineageUnavailable(f"the query could not be resolved: {last}")
 
 
-def _output_names(original: Any, qualified: Any,
-                  recorded: Sequence[str] | None) -> tuple[str, ...]:
+def _output_names(original: Any, qualified: Any, recorded: Sequence[str] | None) -> list[tuple[str, int]]:
+    """Each output's name and the index of the projection that makes it.
+
+    Recorded names (what Spark called the columns) win: matched by name first, since
+    Spark may reorder (a USING key comes first), then the rest in order (Spark names
+    unaliased expressions by their text, which sqlglot does not reproduce exactly).
+    """
     names = list(qualified.named_selects)
     if recorded is not None and len(recorded) == len(names):
-        return tuple(recorded)   # what Spark actually named them, position by position
+        free: dict[str, list[int]] = {}
+        for i, name in enumerate(names):
+            free.setdefault(name.lower(), []).append(i)
+        matched: list[int | None] = [free[r.lower()].pop(0) if free.get(r.lower()) else None for r in recorded]
+        rest = iter(i for i in range(len(names)) if i not in set(matched))
+        return [(r, i if i is not None else next(rest)) for r, i in zip(recorded, matched, strict=True)]
     originals = list(original.selects) if isinstance(original, exp.Query) else []
     out = []
     for i, name in enumerate(names):
         source = originals[i] if len(originals) == len(names) else None
         if source is not None and not isinstance(source, (exp.Alias, exp.Column, exp.Star)):
-            out.append(source.sql(dialect=DIALECT).lower())   # Spark names it by its text
+            out.append((source.sql(dialect=DIALECT).lower(), i))   # Spark names it by its text
         else:
-            out.append(name)
-    return tuple(out)
+            out.append((name, i))
+    return out
 
 
 def analyze(sql: str, inputs: Mapping[str, Sequence[tuple[str, str]] | None],
@@ -291,7 +301,7 @@ def analyze(sql: str, inputs: Mapping[str, Sequence[tuple[str, str]] | None],
     root = build_scope(qualified)
     if root is None:
         raise LineageUnavailable("the query has no scope")
-    outputs = _output_names(tree, qualified, recorded)
+    pairs = _output_names(tree, qualified, recorded)
     tracer = _Tracer(tables, names)
-    deps = {name: tracer.output(root, i) for i, name in enumerate(outputs)}
-    return QueryColumns(outputs, deps)
+    deps = {name: tracer.output(root, i) for name, i in pairs}
+    return QueryColumns(tuple(name for name, _ in pairs), deps)

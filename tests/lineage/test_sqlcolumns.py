@@ -119,3 +119,17 @@ def test_recorded_names_win_by_position() -> None:
     q = analyze("SELECT date, count(*) FROM orders GROUP BY date", INPUTS, recorded=["date", "count(1)"])
     assert q.outputs == ("date", "count(1)")
     assert q.deps["count(1)"] == {("orders", "date"): INDIRECT}
+
+
+def test_recorded_names_match_by_name_when_spark_reorders() -> None:
+    # Spark puts a USING key first, even in o.*.
+    q = analyze("SELECT o.*, c.name FROM orders o JOIN customers c USING (customer_id)", INPUTS,
+                recorded=["customer_id", "order_id", "amount", "date", "Name"])
+    assert q.outputs == ("customer_id", "order_id", "amount", "date", "Name")
+    assert q.deps["customer_id"][("orders", "customer_id")] == DIRECT
+    assert q.deps["order_id"][("orders", "order_id")] == DIRECT
+    assert q.deps["Name"][("customers", "Name")] == DIRECT
+    q = analyze("SELECT order_id, order_id, amount + 1 FROM orders", INPUTS,
+                recorded=["order_id", "order_id", "(amount + 1)"])
+    assert q.outputs == ("order_id", "order_id", "(amount + 1)")
+    assert q.deps["(amount + 1)"] == {("orders", "amount"): DIRECT}
