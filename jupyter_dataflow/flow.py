@@ -33,7 +33,7 @@ from jupyter_dataflow.reconciler import events as ev
 from jupyter_dataflow.reconciler.leases import Leases
 from jupyter_dataflow.reconciler.loop import Reconciler, RunResult
 from jupyter_dataflow.store.metadata import Metadata
-from jupyter_dataflow.store.objects import ObjectStore
+from jupyter_dataflow.store.objects import ObjectStore, locate
 
 DEFAULT_HOME = ".dataflow"
 DEFAULT_FLOW = "default"
@@ -428,16 +428,23 @@ class Flow:
             o = objects.get(c.fingerprint)
             if o is None:
                 continue
-            for f in self.store.parquet_files(o.path):
-                yield from pq.ParquetFile(f).iter_batches(batch_size=batch_size)
+            loc = locate(o.path)
+            for f in loc.files:
+                for batch in pq.ParquetFile(f).iter_batches(batch_size=batch_size):
+                    yield _with_constants(batch, loc.constants)
 
     def arrow_schema(self, stage: str) -> Any:
+        import pyarrow as pa
         import pyarrow.parquet as pq
 
         name = self._graph.resolve(stage)
         for path in self._paths(name)[0]:
-            for f in self.store.parquet_files(path):
-                return pq.read_schema(f)
+            loc = locate(path)
+            for f in loc.files:
+                schema = pq.read_schema(f)
+                for column, _value, spark_type in loc.constants:
+                    schema = schema.append(pa.field(column, _constant_array(None, spark_type, 0).type))
+                return schema
         raise DataflowError(f"stage {name!r} has no committed output yet")
 
     # exporting ----------------------------------------------------------------------
@@ -485,3 +492,32 @@ class Flow:
         stage, name = split_ref(column)
         stage = self._graph.resolve(stage)
         return column_tree(self.graph_payload(stage, columns=True), stage, name)
+
+
+def _constant_array(value: str | None, spark_type: str, length: int) -> Any:
+    """A pyarrow array repeating a directory key's value, typed like Spark would read it."""
+    import datetime
+
+    import pyarrow as pa
+
+    if spark_type == "int":
+        return pa.array([None if value is None else int(value)] * length, pa.int32())
+    if spark_type == "bigint":
+        return pa.array([None if value is None else int(value)] * length, pa.int64())
+    if spark_type == "date":
+        day = None if value is None else datetime.date.fromisoformat(value)
+        return pa.array([day] * length, pa.date32())
+    return pa.array([value] * length, pa.string())
+
+
+def _with_constants(batch: Any, constants: Sequence[tuple[str, str | None, str]]) -> Any:
+    import pyarrow as pa
+
+    if not constants:
+        return batch
+    arrays = list(batch.columns)
+    names = list(batch.schema.names)
+    for column, value, spark_type in constants:
+        arrays.append(_constant_array(value, spark_type, batch.num_rows))
+        names.append(column)
+    return pa.RecordBatch.from_arrays(arrays, names=names)

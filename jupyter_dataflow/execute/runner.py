@@ -23,7 +23,7 @@ from jupyter_dataflow.core.errors import ExpectationError, SourceError, StageExe
 from jupyter_dataflow.core.stage import Sink, Source, Transform
 from jupyter_dataflow.execute.boundary import boundary, short_message
 from jupyter_dataflow.store.listing import SourcePartition
-from jupyter_dataflow.store.objects import ObjectStore
+from jupyter_dataflow.store.objects import EXTERNAL, Location, ObjectStore, external_path, locate
 
 
 @dataclass(frozen=True)
@@ -36,6 +36,16 @@ class Staged:
     data_version: str
     schema: str
     warnings: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ExternalData:
+    """A source partition read in place: where its files are and what they hold."""
+
+    path: str
+    rows: int
+    bytes: int
+    schema: str
 
 
 def _hashable(df: Any) -> Any:
@@ -84,14 +94,33 @@ class TaskRunner:
         """A DataFrame over committed objects (empty, with the schema, when none)."""
         from pyspark.sql.types import StructType
 
+        schema = StructType.fromJson(json.loads(schema_json)) if schema_json is not None else None
         if not paths:
-            if schema_json is None:
-                return self.spark.createDataFrame([], StructType([]))
-            return self.spark.createDataFrame([], StructType.fromJson(json.loads(schema_json)))
-        reader = self.spark.read
-        if schema_json is not None:
-            reader = reader.schema(StructType.fromJson(json.loads(schema_json)))
-        return reader.parquet(*[ObjectStore.uri(Path(p)) for p in paths])
+            return self.spark.createDataFrame([], schema or StructType([]))
+        own = [p for p in paths if not p.startswith(EXTERNAL)]
+        frames = []
+        if own:
+            reader = self.spark.read if schema is None else self.spark.read.schema(schema)
+            frames.append(reader.parquet(*[ObjectStore.uri(Path(p)) for p in own]))
+        for p in paths:
+            if p.startswith(EXTERNAL):
+                frames.append(self._read_external(locate(p), schema))
+        result = frames[0]
+        for f in frames[1:]:
+            result = result.unionByName(f)
+        return result
+
+    def _read_external(self, loc: Location, schema: Any) -> Any:
+        from pyspark.sql import functions as F
+        from pyspark.sql.types import StructType
+
+        constants = {c for c, _, _ in loc.constants}
+        file_schema = StructType([f for f in schema.fields if f.name not in constants]) if schema else None
+        reader = self.spark.read if file_schema is None else self.spark.read.schema(file_schema)
+        df = reader.parquet(*["file://" + f for f in loc.files])
+        for column, value, dtype in loc.constants:
+            df = df.withColumn(column, F.lit(value).cast(dtype))
+        return df.select(*[f"`{f.name}`" for f in schema.fields]) if schema else df
 
     # sources ----------------------------------------------------------------------
     def infer_source_schema(self, source: Source, parts: Mapping[str, SourcePartition]) -> tuple[str, str | None]:
@@ -128,6 +157,19 @@ class TaskRunner:
         if schema_json is not None:
             reader = reader.schema(StructType.fromJson(json.loads(schema_json)))
         return reader
+
+    def reference(self, source: Source, part: SourcePartition, schema_json: str, key_type: str | None) -> ExternalData:
+        """Record a Parquet source partition to be read in place (`ingest=False`): footers only."""
+        import pyarrow.parquet as pq
+
+        _check_parquet_columns(source.name, part, schema_json)
+        rows = sum(pq.ParquetFile(f.path).metadata.num_rows for f in part.files)
+        path = external_path([f.path for f in part.files], source.partition_by, part.value, key_type)
+        schema = json.loads(schema_json)
+        if source.partition_by:
+            schema["fields"].append({"name": source.partition_by, "type": _json_type(key_type or "string"),
+                                     "nullable": True, "metadata": {}})
+        return ExternalData(path, rows, sum(f.size for f in part.files), json.dumps(schema))
 
     def ingest(self, source: Source, part: SourcePartition, schema_json: str, key_type: str | None) -> Staged:
         """Copy one source partition into the store as Parquet."""
@@ -266,6 +308,10 @@ def _check_parquet_columns(stage: str, part: SourcePartition, schema_json: str) 
             added, missing = sorted(names - expected), sorted(expected - names)
             raise SourceError(f"schema changed in {f.relpath}: new columns {added or 'none'}, "
                               f"missing columns {missing or 'none'}", stage, part.partition)
+
+
+def _json_type(spark_type: str) -> str:
+    return {"int": "integer", "bigint": "long"}.get(spark_type, spark_type)
 
 
 def _key_type(values: Sequence[str | None]) -> str:

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 from jupyter_dataflow.core.errors import DataflowError
 from jupyter_dataflow.core.stage import Sink, Source, Transform
 from jupyter_dataflow.execute.boundary import boundary
-from jupyter_dataflow.execute.runner import Staged
+from jupyter_dataflow.execute.runner import ExternalData, Staged
 from jupyter_dataflow.plan.planner import OUTPUT, PARTIAL, WHOLE, ModeInfo, Task
 
 if TYPE_CHECKING:
@@ -35,7 +35,7 @@ def _input_frame(rec: Reconciler, runner: Any, name: str, partition: str | None)
     return runner.read_objects(sorted(chosen), schema)
 
 
-def compute_task(rec: Reconciler, stage: Any, mode: ModeInfo, task: Task) -> Staged | None:
+def compute_task(rec: Reconciler, stage: Any, mode: ModeInfo, task: Task) -> Staged | ExternalData | None:
     """Compute and stage one task; `None` for sinks, which write outside the store."""
     runner = rec._runner()
     try:
@@ -43,7 +43,9 @@ def compute_task(rec: Reconciler, stage: Any, mode: ModeInfo, task: Task) -> Sta
             part = rec._listings[stage.name][task.partition]
             found = rec.meta.source_schema(rec.flow, stage.name, stage.definition_hash())
             assert found is not None
-            return runner.ingest(stage, part, found[0], found[1])
+            if not stage.ingest:
+                return runner.reference(stage, part, found[0], found[1])  # type: ignore[no-any-return]
+            return runner.ingest(stage, part, found[0], found[1])  # type: ignore[no-any-return]
         if isinstance(stage, Sink):
             source = rec.graph.resolve(stage.source)
             with boundary(stage.name, ""):

@@ -20,6 +20,7 @@ from jupyter_dataflow.core import fingerprint as fpmod
 from jupyter_dataflow.core.errors import DataflowError, SourceError, StageExecutionError
 from jupyter_dataflow.core.graph import Graph
 from jupyter_dataflow.core.stage import Sink, Source, Transform
+from jupyter_dataflow.execute.runner import ExternalData
 from jupyter_dataflow.plan.planner import (
     OUTPUT,
     PARTIAL,
@@ -38,6 +39,7 @@ from jupyter_dataflow.reconciler.view import MetaView
 from jupyter_dataflow.store import listing as listmod
 from jupyter_dataflow.store.metadata import Metadata, ObjectRecord, Publish, StageState
 from jupyter_dataflow.store.objects import ObjectStore
+from jupyter_dataflow.store.objects import exists as objects_exists
 
 
 @dataclass
@@ -341,7 +343,12 @@ class Reconciler:
         started = time.time()
         staged = compute_task(self, stage, mode, task)
         owner = task.stage + PARTIAL_SUFFIX if task.role == PARTIAL else task.stage
-        if staged is None:  # sinks write outside the store
+        if isinstance(staged, ExternalData):
+            obj = ObjectRecord(task.fingerprint, staged.path, staged.rows, staged.bytes, task.fingerprint,
+                               staged.schema, dict(task.parts),
+                               [[i.stage, i.partition, i.version] for i in task.inputs], stage.code(), owner,
+                               task.partition, started, time.time())
+        elif staged is None:  # sinks write outside the store
             obj = ObjectRecord(task.fingerprint, "", 0, 0, task.fingerprint, "{}", dict(task.parts),
                                [[i.stage, i.partition, i.version] for i in task.inputs], stage.code(), owner,
                                task.partition, started, time.time())
@@ -356,9 +363,7 @@ class Reconciler:
 
 
 def _exists(path: str) -> bool:
-    import os
-
-    return os.path.isdir(path)
+    return objects_exists(path)
 
 
 PARTIAL_SUFFIX = "#partial"

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from jupyter_dataflow.store.metadata import CurrentRecord, Metadata, StageState
+from jupyter_dataflow.store.objects import exists
 
 
 class MetaView:
@@ -25,7 +25,7 @@ class MetaView:
 
     def has_objects(self, fingerprints: Sequence[str]) -> set[str]:
         found = self.meta.objects(fingerprints)
-        return {fp for fp, o in found.items() if not o.path or os.path.isdir(o.path)}
+        return {fp for fp, o in found.items() if exists(o.path)}
 
     def state(self, stage: str) -> Any | None:
         if self._states is None:

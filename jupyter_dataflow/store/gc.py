@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from jupyter_dataflow.store.metadata import Metadata
-from jupyter_dataflow.store.objects import ObjectStore
+from jupyter_dataflow.store.objects import EXTERNAL, ObjectStore
 
 
 @dataclass
@@ -73,11 +73,13 @@ def collect(meta: Metadata, store: ObjectStore, *, keep: int = 1, grace: float =
             still = {r[0] for r in db.execute("SELECT fingerprint FROM objects")}
         doomed = [d for d in doomed if d[0] not in still]
     for fp, path, size in doomed:
+        size = 0 if path.startswith(EXTERNAL) else size
         report.objects.append(fp)
         report.bytes += size
-        if not dry_run and path:
+        if not dry_run and path and not path.startswith(EXTERNAL):  # never the user's own files
             shutil.rmtree(path, ignore_errors=True)
-    known = {Path(r["path"]).name for r in meta.query("SELECT path FROM objects WHERE path != ''")}
+    known = {Path(r["path"]).name for r in meta.query("SELECT path FROM objects WHERE path != ''")
+             if not r["path"].startswith(EXTERNAL)}
     for prefix in sorted(store.objects.iterdir()) if store.objects.exists() else []:
         for obj in sorted(prefix.iterdir()):
             if obj.name not in known and obj.stat().st_mtime < now - grace:

@@ -7,12 +7,53 @@ database decides which objects are visible.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 from jupyter_dataflow.core.errors import CommitError
+
+EXTERNAL = "external:"
+
+
+@dataclass(frozen=True)
+class Location:
+    """Where an object's rows are: Parquet files, plus constant columns to add.
+
+    Objects written by us are directories in the store. A source read in place
+    (`ingest=False`) is *external*: its files stay where they are, the store never
+    deletes them, and its directory key comes back as a constant column.
+    """
+
+    files: tuple[str, ...]
+    constants: tuple[tuple[str, str | None, str], ...] = ()   # (column, value, Spark type)
+    external: bool = False
+
+
+def external_path(files: list[str], key: str | None, value: str | None, key_type: str | None) -> str:
+    return EXTERNAL + json.dumps({"files": sorted(files), "key": key, "value": value, "type": key_type},
+                                 sort_keys=True)
+
+
+def locate(path: str) -> Location:
+    if path.startswith(EXTERNAL):
+        spec = json.loads(path[len(EXTERNAL):])
+        consts = ((spec["key"], spec["value"], spec["type"] or "string"),) if spec.get("key") else ()
+        return Location(tuple(spec["files"]), consts, True)
+    p = Path(path)
+    return Location(tuple(sorted(str(f) for f in p.rglob("*.parquet"))) if p.exists() else ())
+
+
+def exists(path: str) -> bool:
+    """Whether an object's data is still there (sinks record no data: always true)."""
+    if not path:
+        return True
+    if path.startswith(EXTERNAL):
+        return all(os.path.exists(f) for f in locate(path).files)
+    return os.path.isdir(path)
 
 
 class ObjectStore:
@@ -59,5 +100,4 @@ class ObjectStore:
         shutil.rmtree(staged, ignore_errors=True)
 
     def parquet_files(self, object_path: str) -> list[str]:
-        p = Path(object_path)
-        return sorted(str(f) for f in p.rglob("*.parquet")) if p.exists() else []
+        return list(locate(object_path).files)

@@ -242,3 +242,24 @@ def test_schema_change_in_a_new_file_is_reported(open_flow, orders_dir) -> None:
     assert "orders" in result.errors
     assert "date=2024-01-04" in result.errors["orders"]
     assert flow.table("daily").count() == 3, "the previous version must stay readable"
+
+
+def test_parquet_source_read_in_place(open_flow, tmp_path: Path, spark) -> None:
+    folder = tmp_path / "data" / "events"
+    for day in ("2024-03-01", "2024-03-02"):
+        spark.range(10).selectExpr("id", "id * 2 AS v").write.parquet(str(folder / f"day={day}"))
+    flow = open_flow()
+    flow.source("events", path="data/events", format="parquet", partition_by="day", ingest=False)
+    flow.transform("per_day", "SELECT day, count(*) AS n, sum(v) AS v FROM events GROUP BY day")
+    assert flow.run().ok
+    assert not any(Path(p["path"]).is_dir() for p in flow.explain("events")["partitions"])
+    got = sorted((str(r["day"]), r["n"], r["v"]) for r in flow.table("per_day").collect())
+    assert got == [("2024-03-01", 10, 90), ("2024-03-02", 10, 90)]
+    batches = list(flow.record_batches("events"))
+    assert sum(b.num_rows for b in batches) == 20 and "day" in batches[0].schema.names
+    report = flow.gc(keep=0, grace=0)
+    assert all(p.exists() for p in folder.rglob("*.parquet")) and report.objects == []
+    spark.range(5).selectExpr("id", "id AS v").write.parquet(str(folder / "day=2024-03-03"))
+    result = flow.run()
+    assert {(t.stage, t.partition) for t in result.executed} == {("events", "day=2024-03-03"),
+                                                                  ("per_day", "day=2024-03-03")}
