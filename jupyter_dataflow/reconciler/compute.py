@@ -44,8 +44,8 @@ def compute_task(rec: Reconciler, stage: Any, mode: ModeInfo, task: Task) -> Sta
             found = rec.meta.source_schema(rec.flow, stage.name, stage.definition_hash())
             assert found is not None
             if not stage.ingest:
-                return runner.reference(stage, part, found[0], found[1])  # type: ignore[no-any-return]
-            return runner.ingest(stage, part, found[0], found[1])  # type: ignore[no-any-return]
+                return runner.reference(stage, part, found[0], found[1])
+            return runner.ingest(stage, part, found[0], found[1])
         if isinstance(stage, Sink):
             source = rec.graph.resolve(stage.source)
             with boundary(stage.name, ""):
