@@ -123,6 +123,10 @@ class Flow:
         check_name(name, "flow")
         if spark is not None and not isinstance(spark, str) and not hasattr(spark, "sql"):
             raise ConfigError(f"spark must be an engine URL or a SparkSession, got {type(spark).__name__}")
+        if isinstance(spark, str):
+            from jupyter_dataflow.execute.session import check_engine
+
+            check_engine(spark)
         path = Path(home).expanduser().absolute()
         if path.exists() and not path.is_dir():
             raise ConfigError(f"home {str(path)!r} exists and is not a directory")

@@ -34,13 +34,19 @@ def is_connect(master: str) -> bool:
     return master.startswith("sc://")
 
 
-def get_session(master: str = "local[*]", conf: Mapping[str, str] | None = None) -> Any:
-    """Return a (cached) SparkSession for `master`, creating it on first use."""
+def check_engine(master: object) -> str:
+    """Return `master` if it names an engine we can start, else raise `ConfigError`."""
     if not isinstance(master, str) or not master.startswith(_VALID_PREFIXES):
         raise ConfigError(
             f"unknown Spark engine {master!r}: use local[*], spark://host:port, "
             "sc://host:port or k8s://https://host"
         )
+    return master
+
+
+def get_session(master: str = "local[*]", conf: Mapping[str, str] | None = None) -> Any:
+    """Return a (cached) SparkSession for `master`, creating it on first use."""
+    check_engine(master)
     settings = {**DEFAULT_CONF, **dict(conf or {})}
     key = (master, tuple(sorted(settings.items())))
     with _LOCK:

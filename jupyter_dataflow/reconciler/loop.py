@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from jupyter_dataflow.core import fingerprint as fpmod
-from jupyter_dataflow.core.errors import DataflowError, SourceError, StageExecutionError
+from jupyter_dataflow.core.errors import ConfigError, DataflowError, SourceError, StageExecutionError
 from jupyter_dataflow.core.graph import Graph
 from jupyter_dataflow.core.stage import Sink, Source, Transform
 from jupyter_dataflow.execute.runner import ExternalData
@@ -195,6 +195,8 @@ class Reconciler:
                     out = self._execute_stage(name, modes[name], view, listings, outcomes, tasks_pool, result)
                     outcomes[name] = out
                     return out
+                except ConfigError:
+                    raise  # the engine is unusable: the whole run fails, no stage is to blame
                 except DataflowError as err:
                     failed_stages.add(name)
                     self._record_failure(name, err, result)
