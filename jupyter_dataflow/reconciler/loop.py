@@ -17,7 +17,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from jupyter_dataflow.core import fingerprint as fpmod
-from jupyter_dataflow.core.errors import ConfigError, DataflowError, SourceError, StageExecutionError
+from jupyter_dataflow.core.errors import (
+    ConfigError,
+    DataflowError,
+    SourceError,
+    StageExecutionError,
+)
 from jupyter_dataflow.core.graph import Graph
 from jupyter_dataflow.core.stage import Sink, Source, Transform
 from jupyter_dataflow.execute.runner import ExternalData
