@@ -478,7 +478,7 @@ class Flow:
 
         centre = self._graph.resolve(stage) if stage is not None else None
         facts = [StageFacts.of(self._graph[s.name], self._graph.inputs(s.name), s.to_json(),
-                               self._paths(s.name)[1] if s.kind != "sink" else None)
+                               self._paths(s.name)[1] if s.kind != "sink" and s.partitions else None)
                  for s in self.status()]
         return build_payload(self.name, facts, stage=centre, columns=columns)
 

@@ -19,6 +19,7 @@ pure: it never touches Spark, the store or a Flow.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -228,9 +229,10 @@ class _Tracer:
         return {}
 
 
-def _qualified(tree: Any, schema: Mapping[str, Mapping[str, str]]) -> Any:
+def _qualified(tree: Any, schema: Mapping[str, Mapping[str, str]], complete: bool) -> Any:
     last: Exception | None = None
-    for validate in (True, False):
+    # Validation needs every input's columns; without them it can only fail.
+    for validate in (True, False) if complete else (False,):
         try:
             return qualify(tree.copy(), dialect=DIALECT, schema=dict(schema), validate_qualify_columns=validate,
                            quote_identifiers=False, identify=False)
@@ -267,22 +269,41 @@ def _output_names(original: Any, qualified: Any, recorded: Sequence[str] | None)
 
 def analyze(sql: str, inputs: Mapping[str, Sequence[tuple[str, str]] | None],
             recorded: Sequence[str] | None = None) -> QueryColumns:
-    """Trace the column lineage of one query.
+    """Trace the column lineage of one query (cached: payloads are rebuilt often).
 
     Args:
         sql: the transform's Spark SQL.
         inputs: stage name -> its columns as (name, type) pairs, or None when not known
             yet. Table references match stage names case-insensitively.
         recorded: the output column names Spark recorded for this stage, if it ran;
-            they name the outputs when the count matches.
+            they name the outputs.
 
     Returns:
-        The output columns and, for each, the input columns it depends on.
+        The output columns and, for each, the input columns it depends on. Treat it
+        as read-only: it is shared between calls.
 
     Raises:
         LineageUnavailable: the query cannot be parsed or resolved, or a `*` reads a
             stage whose columns are not known.
     """
+    key = tuple(sorted((name, tuple(cols) if cols is not None else None) for name, cols in inputs.items()))
+    result = _analyze_cached(sql, key, tuple(recorded) if recorded is not None else None)
+    if isinstance(result, str):
+        raise LineageUnavailable(result)
+    return result
+
+
+@functools.lru_cache(maxsize=4096)
+def _analyze_cached(sql: str, inputs: tuple[tuple[str, tuple[tuple[str, str], ...] | None], ...],
+                    recorded: tuple[str, ...] | None) -> QueryColumns | str:
+    try:
+        return _analyze(sql, dict(inputs), recorded)
+    except LineageUnavailable as why:   # remembered too: the answer will not change
+        return str(why)
+
+
+def _analyze(sql: str, inputs: Mapping[str, Sequence[tuple[str, str]] | None],
+             recorded: Sequence[str] | None) -> QueryColumns:
     try:
         tree = sqlglot.parse_one(sql, read=DIALECT)
     except SqlglotError as err:
@@ -291,7 +312,7 @@ def analyze(sql: str, inputs: Mapping[str, Sequence[tuple[str, str]] | None],
     names = {name: {c.lower(): c for c, _ in cols} for name, cols in inputs.items() if cols is not None}
     schema = {name.lower(): {c: _safe_type(t) for c, t in cols}
               for name, cols in inputs.items() if cols is not None}
-    qualified = _qualified(tree, schema)
+    qualified = _qualified(tree, schema, complete=all(cols is not None for cols in inputs.values()))
     if not isinstance(qualified, exp.Query):
         raise LineageUnavailable("not a query")
     for projection in qualified.selects:

@@ -106,6 +106,9 @@ def cytoscape_style() -> list[dict[str, Any]]:
         {"selector": "node.column", "style": {
             "background-color": "#ffffff", "color": "#212121", "border-width": 1, "border-color": "#90a4ae",
             "font-size": "10px", "padding": "4px", "shape": "round-rectangle", "width": 150, "height": 14}},
+        {"selector": "node.placeholder", "style": {"color": "#757575", "font-style": "italic",
+                                                   "border-style": "dotted"}},
+        {"selector": "node.kind-sink", "style": {"padding": "16px"}},
         {"selector": "edge.column-edge", "style": {"width": 1.5, "line-color": "#5c6bc0",
                                                    "target-arrow-color": "#5c6bc0", "arrow-scale": 0.7}},
         {"selector": "edge.indirect", "style": {"line-style": "dashed", "line-color": "#b0bec5",
@@ -129,6 +132,7 @@ class CytoscapeRenderer:
         from ipycytoscape import CytoscapeWidget
 
         self._cy = CytoscapeWidget(layout=ipywidgets.Layout(width="100%", height=height))
+        self._cy.max_zoom = 1.6   # a flow of two stages should not fill the view
         self._cy.set_style(cytoscape_style())
         self._elements: dict[str, Any] = {}
         self._callbacks: list[Callable[[str], None]] = []
@@ -155,18 +159,25 @@ class CytoscapeRenderer:
             data: dict[str, Any] = {**spec.data, "id": spec.id, "label": spec.label}
             if spec.parent is not None:
                 data["parent"] = spec.parent
-            node = Node(data=data, classes=" ".join(spec.classes))
+            extra: dict[str, Any] = {}
             if spec.position is not None:
-                node.position = {"x": spec.position[0], "y": spec.position[1]}
+                extra["position"] = {"x": spec.position[0], "y": spec.position[1]}
+            node = Node(data=data, classes=" ".join(spec.classes), **extra)
             self._elements[spec.id] = node
             nodes.append(node)
-        edges = []
+        edges: list[Any] = []
+        adjacency: dict[str, dict[str, int]] = {}
         for e in graph.edges:
-            edge = Edge(data={"id": e.id, "source": e.source, "target": e.target}, classes=" ".join(e.classes))
+            edge = Edge(data={"id": e.id, "source": e.source, "target": e.target},
+                        classes=" ".join((*e.classes, "directed")))
             self._elements[e.id] = edge
             edges.append(edge)
-        self._cy.graph.add_nodes(nodes)
-        self._cy.graph.add_edges(edges, directed=True)
+            adjacency.setdefault(e.source, {})[e.target] = 1
+        # One assignment per list: `add_nodes`/`add_edges` sync the model once per element.
+        with self._cy.graph.hold_sync():
+            self._cy.graph.nodes = nodes
+            self._cy.graph.edges = edges
+            self._cy.graph._adj = adjacency
 
     def set_classes(self, element_id: str, classes: Sequence[str]) -> None:
         element = self._elements.get(element_id)

@@ -34,6 +34,7 @@ from jupyter_dataflow.widgets.graphview import (
 )
 
 PREVIEW_ROWS = 10
+_CELL = "padding:0 10px 0 0;"
 COLUMN_WIDTH, ROW_HEIGHT, STAGE_HEADER, STAGE_GAP, RANK_GAP = 150.0, 18.0, 26.0, 36.0, 260.0
 KIND_LABELS = {"source": "source", "sql": "SQL transform", "python": "PySpark transform", "sink": "sink"}
 
@@ -129,10 +130,14 @@ def graph_spec(payload: Mapping[str, Any], columns: bool = False,
         x, y = corners[n["id"]]
         cols = n.get("columns") or ()
         classes = stage_classes(n, states.get(n["id"]))
-        if not cols:
-            nodes.append(NodeSpec(n["id"], stage_label(n), classes, position=(x + COLUMN_WIDTH / 2, y + 20)))
-            continue
         nodes.append(NodeSpec(n["id"], stage_label(n).replace("\n", " · ", 1), (*classes, "compound")))
+        if not cols:
+            # Every stage is a compound node: Cytoscape.js hides plain nodes among
+            # compound ones under a preset layout (seen with ipycytoscape 1.3.3).
+            nodes.append(NodeSpec(f"{n['id']}/columns", "columns not known yet", ("column", "placeholder"),
+                                  parent=n["id"], position=(x + COLUMN_WIDTH / 2, y + STAGE_HEADER),
+                                  data={"stage": n["id"]}))
+            continue
         for i, c in enumerate(cols):
             ref = f"{n['id']}.{c['name']}"
             drawn.add(ref)
@@ -200,11 +205,12 @@ def detail_html(node: Mapping[str, Any], state: str | None = None, error: str | 
         ("rows", f"{rows:,}" if isinstance(rows, int) else "none yet"),
         ("last run", node.get("updated") or "never"),
     ]
-    out = [f"<h4 style='margin:4px 0'>{_esc(node['id'])} "
+    out = [f"<div style='line-height:1.35'><h4 style='margin:4px 0'>{_esc(node['id'])} "
            f"<span style='background:{colour};color:#fff;border-radius:3px;padding:1px 6px;"
            f"font-size:11px'>{_esc(state)}</span></h4>",
-           "<table style='font-size:12px'>"]
-    out += [f"<tr><td style='padding-right:8px;color:#616161'>{k}</td><td>{_esc(v)}</td></tr>" for k, v in facts]
+           "<table style='font-size:12px;border-collapse:collapse'>"]
+    out += [f"<tr><td style='{_CELL}color:#616161'>{k}</td><td style='{_CELL}'>{_esc(v)}</td></tr>"
+            for k, v in facts]
     out.append("</table>")
     reasons = node.get("reasons") or ()
     if reasons and state != "fresh":
@@ -217,15 +223,26 @@ def detail_html(node: Mapping[str, Any], state: str | None = None, error: str | 
                    f"{_esc(err)}</pre></div>")
     cols = node.get("columns") or ()
     if cols:
-        rows_html = "".join(f"<tr><td>{_esc(c['name'])}</td><td style='color:#616161'>{_esc(c.get('type'))}</td></tr>"
-                            for c in cols)
-        out.append(f"<div style='font-size:12px'><b>schema</b><table>{rows_html}</table></div>")
+        rows_html = "".join(f"<tr><td style='{_CELL}'>{_esc(c['name'])}</td>"
+                            f"<td style='{_CELL}color:#616161'>{_esc(c.get('type'))}</td></tr>" for c in cols)
+        out.append(f"<div style='font-size:12px'><b>schema</b>"
+                   f"<table style='border-collapse:collapse'>{rows_html}</table></div>")
     if node.get("opaque") and node.get("opaque_reason"):
         out.append(f"<div style='font-size:11px;color:#616161'>column lineage: {_esc(node['opaque_reason'])}</div>")
     if node.get("code"):
         out.append(f"<div style='font-size:12px'><b>code</b><pre style='white-space:pre-wrap;max-height:160px;"
                    f"overflow:auto;background:#f5f5f5;padding:4px'>{_esc(node['code'])}</pre></div>")
+    out.append("</div>")
     return "".join(out)
+
+
+def legend_html() -> str:
+    """Colours and shapes, once, above the details."""
+    chips = "".join(f"<span style='background:{colour};color:#fff;border-radius:3px;padding:0 5px;"
+                    f"margin-right:3px'>{state.replace('-', ' ')}</span>" for state, colour in STATE_COLOURS.items())
+    return (f"<div style='font-size:11px;line-height:1.5;color:#616161'>{chips}<br>"
+            "barrel: source · rounded: SQL · cut corners: PySpark · slanted: sink · "
+            "dashed border: columns not traced</div>")
 
 
 def query_cell(stage: str) -> str:
@@ -299,10 +316,13 @@ class LineageWidget(ipywidgets.HBox):
         self.preview = ipywidgets.HTML("")
         self.run_button.on_click(lambda _b: self.run_selected())
         self.query_button.on_click(lambda _b: self.query_selected())
+        self.legend = ipywidgets.HTML(legend_html())
+        parts = [self.header, self.legend, ipywidgets.HBox([self.run_button, self.query_button]), self.message,
+                 self.detail, self.preview]
+        for part in parts:
+            part.layout.flex = "0 0 auto"   # let the pane scroll instead of squeezing its parts
         pane = ipywidgets.VBox(
-            [self.header, self.detail, ipywidgets.HBox([self.run_button, self.query_button]), self.message,
-             self.preview],
-            layout=ipywidgets.Layout(width="38%", max_height="520px", overflow="auto", padding="0 0 0 8px"))
+            parts, layout=ipywidgets.Layout(width="38%", max_height="480px", overflow="auto", padding="0 0 0 8px"))
         graph_box = ipywidgets.Box([self.renderer.widget], layout=ipywidgets.Layout(width="62%"))
         super().__init__([graph_box, pane], **kwargs)
         self._pane = pane
@@ -391,8 +411,11 @@ class LineageWidget(ipywidgets.HBox):
 
     # clicks and buttons -----------------------------------------------------------
     def _clicked(self, element_id: str) -> None:
-        stage, dot, _column = element_id.partition(".")
-        if dot and self.columns:
+        if element_id in self.nodes:
+            self.select(element_id)
+            return
+        stage = element_id.partition("/")[0].partition(".")[0]
+        if self.columns and "." in element_id and "/" not in element_id:
             self.highlight_column(element_id)
         self.select(stage)
 
@@ -439,7 +462,7 @@ class LineageWidget(ipywidgets.HBox):
             return "<i>no committed rows yet</i>"
         frame = batch.slice(0, PREVIEW_ROWS).to_pandas()
         table = frame.to_html(index=False, max_rows=PREVIEW_ROWS, border=0)
-        return (f"<div style='font-size:11px'><b>first rows of {_esc(target)}</b>"
+        return (f"<div style='font-size:11px;line-height:1.3'><b>first rows of {_esc(target)}</b>"
                 f"<div style='overflow:auto'>{table}</div></div>")
 
     def run_selected(self) -> threading.Thread | None:
@@ -485,7 +508,7 @@ class LineageWidget(ipywidgets.HBox):
             self._unsubscribe()
             self._unsubscribe = None
         if hasattr(self, "_pane"):
-            parts = (self.header, self.detail, self.run_button, self.query_button, self.message, self.preview,
+            parts = (self.header, self.legend, self.detail, self.run_button, self.query_button, self.message, self.preview,
                      *self._pane.children, self._pane, self._graph_box)
             for part in parts:
                 part.close()
