@@ -114,11 +114,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--big", action="store_true", help="10,000,000 rows instead of 1,000,000")
     parser.add_argument("--rows", type=int, help="explicit row count")
-    parser.add_argument("--repeat", type=int, default=15)
-    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--repeat", type=int, help="timed runs per query and engine (15; 5 with --big)")
+    parser.add_argument("--warmup", type=int, help="untimed runs first (3; 1 with --big)")
     parser.add_argument("--dir", help="where to write the stages (kept); default: a temp dir (removed)")
     args = parser.parse_args(argv)
     rows = args.rows or (10_000_000 if args.big else 1_000_000)
+    repeat = args.repeat or (5 if args.big else 15)
+    warmup = args.warmup if args.warmup is not None else (1 if args.big else 3)
 
     os.environ.setdefault("TZ", "UTC")
     from jupyter_dataflow.execute.session import get_session
@@ -146,8 +148,8 @@ def main(argv: list[str] | None = None) -> int:
             spark_answer = spark.sql(sql).toArrow()
             same = same_answer(duck, spark_answer)
             all_same &= same
-            d = timings(lambda sql=sql: run_duckdb(sql, stages), args.warmup, args.repeat)
-            s = timings(lambda sql=sql: spark.sql(sql).toArrow(), args.warmup, args.repeat)
+            d = timings(lambda sql=sql: run_duckdb(sql, stages), warmup, repeat)
+            s = timings(lambda sql=sql: spark.sql(sql).toArrow(), warmup, repeat)
             duck_p50s.append(p(d, 0.5))
             spark_p50s.append(p(s, 0.5))
             print(f"{name:<22} {p(d, 0.5):>7.1f}ms {p(d, 0.95):>7.1f}ms {p(s, 0.5):>8.1f}ms "
@@ -159,7 +161,8 @@ def main(argv: list[str] | None = None) -> int:
                   f"{statistics.median(spark_p50s):.1f} ms; median speed-up {ratio:.1f}x; "
                   f"worst DuckDB p50 {max(duck_p50s):.1f} ms; answers identical: {'yes' if all_same else 'NO'}")
             load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-            print(f"(rows={rows:,}, cpus={os.cpu_count()}, load average {load:.1f})")
+            print(f"(rows={rows:,}, {repeat} timed runs after {warmup} warm-up, cpus={os.cpu_count()}, "
+                  f"load average {load:.1f})")
         return 0 if all_same else 1
     finally:
         if not args.dir:

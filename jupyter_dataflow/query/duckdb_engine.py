@@ -23,6 +23,7 @@ import os
 import re
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
@@ -122,7 +123,14 @@ def _numeric(t: _T) -> bool:
     return t.kind in _INTEGRAL or t.kind in ("float", "double", "decimal")
 
 
+# In a UTC session, Spark TIMESTAMP values are computed on DuckDB's zone-less TIMESTAMP holding
+# UTC wall time: identical results, without a time-zone library call per row.
+_NAIVE_UTC: ContextVar[bool] = ContextVar("naive_utc", default=False)
+
+
 def _duck_type(t: _T) -> exp.DataType:
+    if t == TS and _NAIVE_UTC.get():
+        return exp.DataType.build("TIMESTAMP", dialect="duckdb")
     if t.kind == "decimal":
         return exp.DataType.build(f"DECIMAL({t.precision},{t.scale})", dialect="duckdb")
     if t.kind not in _DUCK_TYPES:
@@ -197,7 +205,15 @@ def _wrap(node: exp.Expression, build: Callable[[exp.Expression], exp.Expression
 
 def _coerce(node: exp.Expression, have: _T, want: _T) -> None:
     if have != want:
+        _exact_double(have, want)
         _wrap(node, lambda n: _cast(n, want))
+
+
+def _exact_double(have: _T, want: _T) -> None:
+    """DuckDB converts decimals of more than 15 digits to DOUBLE with a possible double
+    rounding; Spark rounds once. Up to 15 digits both are exact-then-correctly-rounded."""
+    if have.kind == "decimal" and have.precision > 15 and want.kind in ("double", "float"):
+        raise _Refuse(f"converting {have} to DOUBLE is not checked beyond 15 digits")
 
 
 def _raise_if(cond: exp.Expression, value: exp.Expression, message: str) -> exp.Expression:
@@ -262,6 +278,7 @@ class _Scope:
     aliases: dict[str, _T] = field(default_factory=dict)
     kind: str = "query"  # query | from | exists | in | scalar
     phase: str = ""
+    ctes: dict[str, list[tuple[str, _T]]] = field(default_factory=dict)
 
 
 _WINDOW_ONLY = (exp.RowNumber, exp.Rank, exp.DenseRank, exp.Ntile, exp.PercentRank, exp.CumeDist, exp.Lag, exp.Lead)
@@ -315,7 +332,7 @@ class _Checker:
         for (name, lt), (_, rt) in zip(left, right, strict=True):
             if lt != rt:
                 raise _Refuse(f"set operation column {name!r} is {lt} on one side and {rt} on the other")
-        scope = _Scope(aliases={n.lower(): t for n, t in left}, kind=kind, phase="order")
+        scope = _Scope(aliases={n.lower(): t for n, t in left}, kind=kind, phase="order", ctes=dict(ctes))
         self.scopes.append(scope)
         try:
             self.order_limit(q)
@@ -329,7 +346,7 @@ class _Checker:
         distinct = q.args.get("distinct")
         if distinct is not None and distinct.args.get("on"):
             raise _Refuse("DISTINCT ON is not Spark SQL")
-        scope = _Scope(kind=kind)
+        scope = _Scope(kind=kind, ctes=dict(ctes))
         self.scopes.append(scope)
         try:
             from_ = q.args.get("from_")
@@ -512,7 +529,7 @@ class _Checker:
         query = node.this if isinstance(node, exp.Subquery) else node
         if isinstance(node, exp.Subquery):
             _only(node, {"this"})
-        cols = self.query(query, {}, kind)
+        cols = self.query(query, self.scopes[-1].ctes if self.scopes else {}, kind)
         if kind != "exists" and len(cols) != 1:
             raise _Refuse("a subquery used as a value must return one column")
         return cols[0][1] if kind != "exists" else BOOL
@@ -677,6 +694,9 @@ def _comparable(c: _Checker, left: exp.Expression, lt: _T, right: exp.Expression
     if _numeric(lt) and _numeric(rt):
         if "float" in (lt.kind, rt.kind):
             raise _Refuse("comparing FLOAT with another numeric type is not checked")
+        if "double" in (lt.kind, rt.kind):
+            _exact_double(lt, DOUBLE)
+            _exact_double(rt, DOUBLE)
         return
     for a, at, b, bt in ((left, lt, right, rt), (right, rt, left, lt)):
         if at.kind in ("date", "timestamp", "timestamp_ntz") and bt == STRING:
@@ -852,7 +872,7 @@ def _h_cast(c: _Checker, node: exp.Cast) -> _T:
     if have == STRING and text is not None and want != STRING:
         node.replace(_cast_string_literal(text, want))
         return want
-    _check_cast(have, want, source)
+    _check_cast(have, want)
     if have.kind in ("decimal", "double", "float") and want.kind in _INTEGRAL:
         _wrap(source, lambda s: _fn("trunc", s))  # Spark truncates toward zero; DuckDB rounds
     new = exp.Cast(this=node.this, to=_duck_type(want))
@@ -860,16 +880,17 @@ def _h_cast(c: _Checker, node: exp.Cast) -> _T:
     return want
 
 
-def _check_cast(have: _T, want: _T, source: exp.Expression) -> None:
+def _check_cast(have: _T, want: _T) -> None:
     if have in (want, NULL):
         return
+    _exact_double(have, want)
     h, w = have.kind, want.kind
     numeric_targets = (*_INTEGRAL, "double", "decimal")
     ok = (
         (h in _INTEGRAL and w in (*numeric_targets, "float", "string", "boolean"))
         or (h == "boolean" and w in (*_INTEGRAL, "string"))
         or (h == "decimal" and w in (*_INTEGRAL, "decimal"))
-        or (h == "decimal" and w in ("double", "float") and have.precision <= 15)
+        or (h == "decimal" and w in ("double", "float"))
         or (h in ("double", "float") and w in (*_INTEGRAL, "double", "float"))
         or (h == "date" and w == "timestamp")
         or (h in ("timestamp", "timestamp_ntz") and w == "date")
@@ -1505,13 +1526,30 @@ def _apply_limit(q: exp.Expression, limit: int) -> None:
 @dataclass(frozen=True)
 class _Translation:
     sql: str
-    names: list[str]
-    types: list[_T]
+    names: tuple[str, ...]
+    types: tuple[_T, ...]
 
 
 def _translate(sql: str, relations: Mapping[str, str], schemas: Mapping[str, Sequence[tuple[str, _T]]],
-               limit: int | None = None) -> _Translation:
-    """Spark SQL -> checked DuckDB SQL, with Spark's output names and types."""
+               limit: int | None = None, naive_utc: bool = False) -> _Translation:
+    """Spark SQL -> checked DuckDB SQL, with Spark's output names and types (memoized)."""
+    return _translate_cached(sql, tuple(sorted(relations.items())),
+                             tuple(sorted((k, tuple(v)) for k, v in schemas.items())), limit, naive_utc)
+
+
+@lru_cache(maxsize=512)
+def _translate_cached(sql: str, relations: tuple[tuple[str, str], ...],
+                      schemas: tuple[tuple[str, tuple[tuple[str, _T], ...]], ...],
+                      limit: int | None, naive_utc: bool) -> _Translation:
+    token = _NAIVE_UTC.set(naive_utc)
+    try:
+        return _translate_tree(sql, dict(relations), dict(schemas), limit)
+    finally:
+        _NAIVE_UTC.reset(token)
+
+
+def _translate_tree(sql: str, relations: Mapping[str, str], schemas: Mapping[str, Sequence[tuple[str, _T]]],
+                    limit: int | None) -> _Translation:
     try:
         tree = parse(sql)
         tokens = tokenize(sql, read="spark")
@@ -1560,7 +1598,7 @@ def _translate(sql: str, relations: Mapping[str, str], schemas: Mapping[str, Seq
         text = tree.sql(dialect="duckdb", unsupported_level=ErrorLevel.RAISE)
     except SqlglotError as err:
         raise _Refuse(f"DuckDB SQL cannot express it: {err}") from None
-    return _Translation(text, [str(n) for n in names], [t for _, t in out])
+    return _Translation(text, tuple(str(n) for n in names), tuple(t for _, t in out))
 
 
 def transpile(sql: str, tables: Mapping[str, str], *,
@@ -1592,7 +1630,8 @@ def transpile(sql: str, tables: Mapping[str, str], *,
 class _Stage:
     files: tuple[str, ...]
     columns: tuple[tuple[str, _T], ...]
-    int96: tuple[str, ...]  # Spark TIMESTAMP columns stored as INT96: DuckDB reads them zone-less
+    zoneless: tuple[str, ...]  # Spark TIMESTAMP columns stored as INT96: DuckDB reads them zone-less
+    zoned: tuple[str, ...]  # Spark TIMESTAMP columns stored as UTC-adjusted INT64
 
 
 def _local_path(path: str) -> str:
@@ -1648,8 +1687,9 @@ def _load_stage(name: str, paths: Sequence[str]) -> _Stage:
     if len({n.lower() for n, _ in columns}) != len(columns):
         raise _Refuse(f"stage {name!r} has column names that differ only in case")
     arrow_types = dict(arrow_fields)
-    int96 = tuple(n for n, t in columns if t == TS and arrow_types.get(n, "").startswith("timestamp[ns]"))
-    return _Stage(files, columns, int96)
+    zoned = tuple(n for n, t in columns if t == TS and "tz=" in arrow_types.get(n, ""))
+    zoneless = tuple(n for n, t in columns if t == TS and n not in zoned)
+    return _Stage(files, columns, zoneless, zoned)
 
 
 _DATABASE_LOCK = threading.Lock()
@@ -1662,7 +1702,9 @@ def _database() -> Any:
 
     with _DATABASE_LOCK:
         if not _DATABASE:
-            _DATABASE.append(duckdb.connect(":memory:"))
+            database = duckdb.connect(":memory:")
+            database.execute("SET parquet_metadata_cache = true")  # committed files never change
+            _DATABASE.append(database)
         return _DATABASE[0]
 
 
@@ -1672,6 +1714,16 @@ def _quote(name: str) -> str:
 
 def _string(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
+
+
+def _view_column(col: str, stage: _Stage, naive_utc: bool) -> str:
+    """How a view exposes a stored column: Spark TIMESTAMPs become one consistent DuckDB type."""
+    name = _quote(col)
+    if naive_utc and col in stage.zoned:
+        return f"CAST({name} AS TIMESTAMP) AS {name}"  # the session is UTC: exact
+    if not naive_utc and col in stage.zoneless:
+        return f"timezone('UTC', {name}) AS {name}"  # INT96 holds UTC wall time
+    return name
 
 
 def _conform(table: pa.Table, names: Sequence[str], types: Sequence[_T], timezone: str) -> pa.Table:
@@ -1712,7 +1764,9 @@ def run_duckdb(sql: str, tables: Mapping[str, Sequence[str]], *, limit: int | No
     try:
         stages = {name: _load_stage(name, paths) for name, paths in tables.items()}
         relations = {name: _RELATION_PREFIX + name.lower() for name in stages}
-        translation = _translate(sql, relations, {n: s.columns for n, s in stages.items()}, limit=limit)
+        naive_utc = timezone in ("UTC", "Etc/UTC")
+        translation = _translate(sql, relations, {n: s.columns for n, s in stages.items()}, limit=limit,
+                                 naive_utc=naive_utc)
     except _Refuse as refusal:
         return DuckdbRefusal(refusal.reason)
     except (OSError, ValueError, pa.ArrowException) as err:
@@ -1724,9 +1778,7 @@ def run_duckdb(sql: str, tables: Mapping[str, Sequence[str]], *, limit: int | No
         con.execute(f"SET SESSION TimeZone = {_string(timezone)}")
         con.execute("SET SESSION default_null_order = 'nulls_last'")  # what generated ORDER BY assumes
         for name, stage in stages.items():
-            select = ", ".join(
-                f"timezone('UTC', {_quote(col)}) AS {_quote(col)}" if col in stage.int96 else _quote(col)
-                for col, _ in stage.columns)
+            select = ", ".join(_view_column(col, stage, naive_utc) for col, _ in stage.columns)
             files = ", ".join(_string(f) for f in stage.files)
             con.execute(f"CREATE TEMP VIEW {_quote(relations[name])} AS SELECT {select} "
                         f"FROM read_parquet([{files}], hive_partitioning = false)")

@@ -296,6 +296,9 @@ b|SELECT id, m * 3 AS x, m + 0.005 AS y, m - i AS z FROM nums
 b|SELECT sum(amount) AS s, max(amount) AS mx, min(amount) AS mn FROM events
 b|SELECT key, sum(amount) AS s, count(*) AS n FROM events GROUP BY key
 b|SELECT * FROM events
+b|SELECT * FROM events_us
+b|SELECT e.id, e.at = u.at AS same, hour(u.at) AS h, date_trunc('HOUR', u.at) AS th FROM events e JOIN events_us u ON e.id = u.id
+b|SELECT id FROM events_us WHERE at >= '2024-01-03 06:00:00' AND CAST(at AS DATE) <= '2024-01-04'
 b|SELECT note, count(*) AS n FROM events GROUP BY note
 b|SELECT ID, G, Nums.S FROM nums
 b|SELECT `id`, `g` AS `Group` FROM nums WHERE `i` > 0
@@ -321,6 +324,12 @@ b|SELECT id, CAST(m2 AS DOUBLE) AS x FROM nums
 b|SELECT id, substr(s, 2, 100) AS a, substr(s, 100) AS b FROM nums
 b|WITH x AS (SELECT id, g FROM nums), y AS (SELECT g, count(*) AS n FROM x GROUP BY g) SELECT x.id, y.n FROM x JOIN y ON x.g = y.g
 b|SELECT n.g, (SELECT count(*) FROM dims) AS nd FROM nums n WHERE n.i IN (SELECT key FROM dims WHERE region = 'north')
+b|SELECT id FROM nums n WHERE n.i IN (SELECT key FROM dims d WHERE d.region = n.g OR d.weight > 1.0)
+b|WITH big AS (SELECT key FROM dims WHERE weight >= 1.5) SELECT id, (SELECT count(*) FROM big) AS nb FROM nums n WHERE EXISTS (SELECT 1 FROM big WHERE big.key = n.i)
+b|SELECT g, sum(CASE WHEN bo THEN m ELSE 0 END) AS sm, coalesce(sum(i), 0) AS si, sum(i * 2) AS s2 FROM nums GROUP BY g
+b|SELECT upper(g) AS ug, count(*) AS n FROM nums GROUP BY upper(g)
+o|SELECT id FROM nums ORDER BY id LIMIT 0
+b|SELECT DISTINCT g, i > 0 AS pos FROM nums ORDER BY g, pos
 b|SELECT id, 100 / i AS q FROM nums
 b|SELECT id, i div 0 AS q FROM nums
 b|SELECT id, i % 0 AS r FROM nums
@@ -330,6 +339,9 @@ b|SELECT (SELECT key FROM dims) AS k FROM nums
 b|SELECT sum(b * 10000000) AS s FROM nums
 b|SELECT 2147483647 + i AS x FROM nums WHERE i > 0
 """.strip().splitlines()]
+# Spark's string escapes, written raw so that Python leaves the backslashes alone
+CORPUS.append(("b", r"SELECT '\u0041' AS a, '\q' AS b, 'a\\b' AS c, '\%' AS d, '\101' AS e, "
+                    r"'\x41' AS f, 'tab\there' AS g, 'it\'s' AS h FROM dims WHERE key = 1"))
 
 # Queries whose answer depends on semantics DuckDB does not share: they must be refused.
 UNSAFE = [
@@ -372,6 +384,8 @@ TZ_QUERIES = [
     "SELECT id FROM nums WHERE ts >= '2024-01-10 00:00:00'",
     "SELECT id, CAST(dt AS TIMESTAMP) AS t, day(ts) AS dd FROM nums",
     "SELECT CAST(at AS DATE) AS day, count(*) AS n FROM events GROUP BY CAST(at AS DATE)",
+    "SELECT id, at, hour(at) AS h, CAST(at AS DATE) AS d FROM events_us",
+    "SELECT u.id FROM events e JOIN events_us u ON e.id = u.id AND e.at = u.at",
     "SELECT id, TIMESTAMP '2024-01-05 10:00:00' AS lit FROM nums WHERE id < 3",
     "SELECT date_trunc('DAY', TIMESTAMP '2024-03-10 12:00:00') AS dst, hour(TIMESTAMP '2024-03-10 03:30:00') AS h FROM dims WHERE key = 1",
 ]
@@ -383,22 +397,34 @@ class Outcome:
     duck: pa.Table | DuckdbRefusal
 
 
-@pytest.fixture(scope="module")
-def stages(spark: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, list[str]]]:
-    """Write the tables with Spark (events across two committed directories) and register views."""
-    root = tmp_path_factory.mktemp("stages")
+def write_stages(spark: Any, root: Path) -> dict[str, list[str]]:
+    """Write the tables with Spark and register views. `events` spans two committed directories;
+    `events_us` holds the same rows with timestamps stored as INT64 micros instead of INT96."""
     layout: dict[str, list[tuple[list[tuple[Any, ...]], str]]] = {
         "nums": [(_nums(), NUMS_SCHEMA)],
         "dims": [(DIMS, DIMS_SCHEMA)],
         "events": [(_events(1), EVENTS_SCHEMA), (_events(2), EVENTS_SCHEMA)],
+        "events_us": [(_events(1), EVENTS_SCHEMA), (_events(2), EVENTS_SCHEMA)],
     }
     dirs: dict[str, list[str]] = {}
     for name, parts in layout.items():
-        for k, (rows, schema) in enumerate(parts):
-            path = str(root / name / f"part{k}")
-            spark.createDataFrame(rows, schema).repartition(2).write.parquet(path)
-            dirs.setdefault(name, []).append(path)
+        key = "spark.sql.parquet.outputTimestampType"
+        old = spark.conf.get(key)
+        spark.conf.set(key, "TIMESTAMP_MICROS" if name == "events_us" else "INT96")
+        try:
+            for k, (rows, schema) in enumerate(parts):
+                path = str(root / name / f"part{k}")
+                spark.createDataFrame(rows, schema).repartition(2).write.parquet(path)
+                dirs.setdefault(name, []).append(path)
+        finally:
+            spark.conf.set(key, old)
         spark.read.parquet(*dirs[name]).createOrReplaceTempView(name)
+    return dirs
+
+
+@pytest.fixture(scope="module")
+def stages(spark: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, list[str]]]:
+    dirs = write_stages(spark, tmp_path_factory.mktemp("stages"))
     yield dirs
     for name in dirs:
         spark.catalog.dropTempView(name)
