@@ -44,7 +44,13 @@ PARTIALS_TABLE = "__dataflow_partials"
 
 @dataclass(frozen=True)
 class ModeDecision:
-    """How a transform is computed, and why (one sentence shown by plan and explain)."""
+    """How a transform is computed, and why.
+
+    Attributes:
+        mode: "map", "partial" or "reduce".
+        key: The partition key column for map and partial; None for reduce.
+        reason: One short sentence for `plan` and `explain`, naming the deciding construct.
+    """
 
     mode: Mode
     key: str | None
@@ -101,8 +107,8 @@ class _Ctx:
 # Spark aggregates that sqlglot parses as plain functions rather than AggFunc nodes.
 _AGGREGATE_NAMES = (
     "any any_value approx_count_distinct approx_percentile approx_top_k approx_top_k_accumulate "
-    "approx_top_k_combine array_agg avg bit_and bit_or "
-    "bit_xor bitmap_construct_agg bitmap_or_agg bool_and bool_or collect_list collect_set "
+    "approx_top_k_combine array_agg avg bit_and bit_or bit_xor bitmap_construct_agg "
+    "bitmap_or_agg bool_and bool_or collect_list collect_set "
     "corr count count_if count_min_sketch covar_pop covar_samp every first first_value "
     "histogram_numeric hll_sketch_agg hll_union_agg kurtosis last last_value listagg max "
     "max_by mean median min min_by mode percentile percentile_approx percentile_cont "
@@ -615,18 +621,24 @@ def _resolve_group_item(item: exp.Expression, select: exp.Select, known: set[str
         if not 1 <= n <= len(select.expressions):
             raise _Refusal(f"GROUP BY position {n} is not in the SELECT list")
         return select.expressions[n - 1].unalias()
-    if not isinstance(node, exp.Column) or node.table or node.name.lower() in known:
+    if not isinstance(node, exp.Column) or node.table:
         return node
     name = node.name.lower()
     aliased = {i.alias.lower(): i.this for i in select.expressions if isinstance(i, exp.Alias)}.get(name)
-    if aliased is None or aliased == node:
+    if aliased is None or name in known or any(_is_aggregate(n) for n in aliased.walk()):
         return node
-    # Spark binds a GROUP BY name to an input column before an output alias; without the
-    # input schema, only aliases that cannot also be read as a valid column are resolved.
+    # Spark binds a GROUP BY name to an input column before an output alias. Without the
+    # input schema, a column is certain when WHERE, ON or the aliased expression reads it.
+    where = select.args.get("where")
+    roots = [where, aliased, *(j.args.get("on") for j in select.args.get("joins") or [])]
+    read = {
+        n.name.lower() for root in roots if root
+        for n in root.walk(prune=lambda x: isinstance(x, exp.Query)) if isinstance(n, exp.Column)
+    }
+    if name in read:
+        return node
     columns = {c.name.lower() for c in aliased.find_all(exp.Column)}
-    if not columns or name in columns or columns <= plain - {name} or any(
-        _is_aggregate(n) for n in aliased.walk()
-    ):
+    if not columns or columns <= plain - {name}:
         raise _Refusal(f"GROUP BY {name} may be a column or the output alias {name!r}")
     return aliased
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import random
+from collections.abc import Iterator
 from decimal import Decimal
 from functools import reduce
 from typing import Any
@@ -89,6 +90,7 @@ QUERIES = {
     ),
     "float-and-tinyint": "SELECT sum(fl) AS sf, avg(fl) AS af, sum(i8) AS si, avg(i8) AS ai FROM orders",
     "group-by-partition-key": "SELECT date, count(*) AS n, sum(price) AS s FROM orders GROUP BY date",
+    "group-by-output-alias": "SELECT upper(name) AS label, count(*) AS n FROM orders GROUP BY label ORDER BY label",
     "having-alias-order-ordinal": (
         "SELECT name AS product, sum(qty) AS total FROM orders GROUP BY name HAVING total > 5 ORDER BY 2 DESC, 1"
     ),
@@ -109,6 +111,28 @@ def _orders(seed: int, rows: int = 240) -> list[tuple[Any, ...]]:
                     rng.randint(-128, 127), price, big, score, rng.uniform(0, 10)))
     out[7] = (*out[7][:7], float("nan"), out[7][8])  # one NaN score
     return out
+
+
+# Tiny inputs: interpreted expressions and static plans cost far less than code generation
+# and adaptive re-planning. None of these settings changes a result.
+FAST_CONF = {
+    "spark.sql.codegen.wholeStage": "false",
+    "spark.sql.codegen.factoryMode": "NO_CODEGEN",
+    "spark.sql.adaptive.enabled": "false",
+}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def fast_small_queries(spark: Any) -> Iterator[None]:
+    saved = {key: spark.conf.get(key, None) for key in FAST_CONF}
+    for key, value in FAST_CONF.items():
+        spark.conf.set(key, value)
+    yield
+    for key, value in saved.items():
+        if value is None:
+            spark.conf.unset(key)
+        else:
+            spark.conf.set(key, value)
 
 
 @pytest.fixture(scope="module")
@@ -170,7 +194,7 @@ def test_partial_then_combine_equals_whole(spark: Any, tables: Any, sql: str) ->
     _assert_same(expected, actual, ordered="ORDER BY" in sql)
 
 
-@pytest.mark.parametrize("seed", [1, 2, 3])
+@pytest.mark.parametrize("seed", [1, 2])
 def test_randomized_data(spark: Any, tables: Any, seed: int) -> None:
     orders = spark.createDataFrame(_orders(seed=seed, rows=random.Random(seed).randint(1, 120)), SCHEMA)
     for key in ("wide-decimal-and-mean", "join-dimension"):
