@@ -21,7 +21,7 @@ STATE_COLOURS = {
     "failed": "#c62828",
     "never-run": "#9e9e9e",
 }
-KIND_SHAPES = {"source": "barrel", "sql": "round-rectangle", "python": "cut-rectangle", "sink": "rhomboid"}
+KIND_SHAPES = {"source": "barrel", "sql": "round-rectangle", "python": "cut-rectangle", "sink": "tag"}
 LAYERED = "layered"   # left-to-right DAG layout done by the renderer
 PRESET = "preset"     # positions given in the spec
 

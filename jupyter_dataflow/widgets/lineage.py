@@ -241,7 +241,7 @@ def legend_html() -> str:
     chips = "".join(f"<span style='background:{colour};color:#fff;border-radius:3px;padding:0 5px;"
                     f"margin-right:3px'>{state.replace('-', ' ')}</span>" for state, colour in STATE_COLOURS.items())
     return (f"<div style='font-size:11px;line-height:1.5;color:#616161'>{chips}<br>"
-            "barrel: source · rounded: SQL · cut corners: PySpark · slanted: sink · "
+            "barrel: source · rounded: SQL · cut corners: PySpark · arrow tag: sink · "
             "dashed border: columns not traced</div>")
 
 
@@ -454,13 +454,20 @@ class LineageWidget(ipywidgets.HBox):
             if not inputs:
                 return ""
             target = inputs[0]
+        batches, rows = [], 0
         try:
-            batch = next(iter(self.flow.record_batches(target, batch_size=PREVIEW_ROWS)), None)
+            for batch in self.flow.record_batches(target, batch_size=PREVIEW_ROWS):
+                batches.append(batch.slice(0, PREVIEW_ROWS - rows))
+                rows += batches[-1].num_rows
+                if rows >= PREVIEW_ROWS:
+                    break
         except Exception as err:
             return f"<i>no preview: {_esc(err)}</i>"
-        if batch is None:
+        if not batches:
             return "<i>no committed rows yet</i>"
-        frame = batch.slice(0, PREVIEW_ROWS).to_pandas()
+        import pyarrow as pa
+
+        frame = pa.Table.from_batches(batches).to_pandas()
         table = frame.to_html(index=False, max_rows=PREVIEW_ROWS, border=0)
         return (f"<div style='font-size:11px;line-height:1.3'><b>first rows of {_esc(target)}</b>"
                 f"<div style='overflow:auto'>{table}</div></div>")
