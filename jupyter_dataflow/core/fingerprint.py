@@ -16,7 +16,8 @@ from typing import Any
 FORMAT = "jupyter-dataflow/1"
 
 
-def _digest(*chunks: str) -> str:
+def digest(*chunks: str) -> str:
+    """SHA-256 over length-prefixed chunks: no two chunk lists hash alike by concatenation."""
     h = hashlib.sha256()
     for chunk in chunks:
         data = chunk.encode("utf-8")
@@ -44,7 +45,7 @@ class Fingerprint:
 
     @property
     def digest(self) -> str:
-        return _digest(FORMAT, "code", self.code, "config", self.config, "inputs", self.inputs)
+        return digest(FORMAT, "code", self.code, "config", self.config, "inputs", self.inputs)
 
     def parts(self) -> dict[str, str]:
         return {"code": self.code, "config": self.config, "inputs": self.inputs}
@@ -61,17 +62,17 @@ def compute(code: str, config: Mapping[str, Any], inputs: Iterable[InputVersion]
     ordered = sorted(inputs, key=lambda i: (i.stage, i.partition, i.version))
     input_chunks = [c for i in ordered for c in (i.stage, i.partition, i.version)]
     return Fingerprint(
-        code=_digest("code", code),
-        config=_digest("config", json.dumps(config, sort_keys=True, separators=(",", ":"), default=str)),
-        inputs=_digest("inputs", str(len(ordered)), *input_chunks),
+        code=digest("code", code),
+        config=digest("config", json.dumps(config, sort_keys=True, separators=(",", ":"), default=str)),
+        inputs=digest("inputs", str(len(ordered)), *input_chunks),
     )
 
 
 def combine(versions: Iterable[tuple[str, str]]) -> str:
     """One version for a set of (partition, version) pairs, order-independent."""
     pairs = sorted(versions)
-    return _digest("set", str(len(pairs)), *(c for p in pairs for c in p))
+    return digest("set", str(len(pairs)), *(c for p in pairs for c in p))
 
 
 def file_identity(path: str, size: int, mtime_ns: int, content_hash: str | None) -> str:
-    return _digest("file", path, str(size), str(mtime_ns), content_hash or "")
+    return digest("file", path, str(size), str(mtime_ns), content_hash or "")

@@ -7,7 +7,6 @@ its fingerprint is computed from.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -16,6 +15,7 @@ from typing import Any, Literal
 from jupyter_dataflow.core import normalize_py
 from jupyter_dataflow.core import sql as sqlmod
 from jupyter_dataflow.core.errors import StageDefinitionError
+from jupyter_dataflow.core.fingerprint import digest
 from jupyter_dataflow.core.names import check_name
 
 SOURCE_FORMATS = ("csv", "json", "parquet")
@@ -48,14 +48,6 @@ def _choice(value: Any, allowed: tuple[str, ...], what: str, stage: str) -> str:
         raise StageDefinitionError(f"{what} must be one of {', '.join(allowed)}; got {value!r}", stage)
     return str(value)
 
-
-def _hash(*parts: str) -> str:
-    h = hashlib.sha256()
-    for p in parts:
-        b = p.encode()
-        h.update(len(b).to_bytes(8, "big"))
-        h.update(b)
-    return h.hexdigest()
 
 
 @dataclass(frozen=True)
@@ -104,7 +96,7 @@ class Source:
                 "options": [list(o) for o in self.options], "ingest": self.ingest}
 
     def definition_hash(self) -> str:
-        return _hash("source", self.path, json.dumps(self.config(), sort_keys=True))
+        return digest("source", self.path, json.dumps(self.config(), sort_keys=True))
 
     def to_json(self) -> dict[str, Any]:
         return {"kind": "source", "name": self.name, "path": self.path, **self.config()}
@@ -162,7 +154,7 @@ class Transform:
                 "expect_action": self.expect_action}
 
     def definition_hash(self) -> str:
-        return _hash("transform", self.lang, self.code(), json.dumps(self.config(), sort_keys=True))
+        return digest("transform", self.lang, self.code(), json.dumps(self.config(), sort_keys=True))
 
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {"kind": "transform", "name": self.name, "lang": self.lang,
@@ -228,7 +220,7 @@ class Sink:
         return {"format": self.format, "options": [list(o) for o in self.options]}
 
     def definition_hash(self) -> str:
-        return _hash("sink", self.path, json.dumps(self.config(), sort_keys=True))
+        return digest("sink", self.path, json.dumps(self.config(), sort_keys=True))
 
     def to_json(self) -> dict[str, Any]:
         return {"kind": "sink", "name": self.name, "source": self.source, "path": self.path, **self.config()}

@@ -9,7 +9,6 @@ reconciler calls this module; it never touches the metadata database.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import uuid
 from collections.abc import Callable, Mapping, Sequence
@@ -20,6 +19,7 @@ from typing import Any
 from jupyter_dataflow.core import normalize_py
 from jupyter_dataflow.core import sql as sqlmod
 from jupyter_dataflow.core.errors import ExpectationError, SourceError, StageExecutionError
+from jupyter_dataflow.core.fingerprint import digest
 from jupyter_dataflow.core.stage import Sink, Source, Transform
 from jupyter_dataflow.execute.boundary import boundary, short_message
 from jupyter_dataflow.store.listing import SourcePartition
@@ -74,12 +74,8 @@ def _has_map(dtype: Any, map_type: type) -> bool:
 
 
 def data_version(schema_json: str, rows: int, checksum: Any) -> str:
-    h = hashlib.sha256()
-    for part in (schema_json, str(rows), str(checksum)):
-        b = part.encode()
-        h.update(len(b).to_bytes(8, "big"))
-        h.update(b)
-    return h.hexdigest()
+    """The content version of a written output: its schema, row count and row checksum."""
+    return digest(schema_json, str(rows), str(checksum))
 
 
 class TaskRunner:
