@@ -58,6 +58,7 @@ export interface IPartitionInfo {
   rows?: number | null;
   fingerprint?: string | null;
   committed_at?: string | null;
+  reason?: string | null;
   [key: string]: unknown;
 }
 

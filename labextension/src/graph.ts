@@ -60,7 +60,7 @@ export class GraphView extends Widget {
         container: this.node,
         boxSelectionEnabled: false,
         autoungrabify: true,
-        maxZoom: 2.5,
+        maxZoom: 1.6,
         minZoom: 0.2,
         wheelSensitivity: 0.3,
         style: graphStyle()
@@ -122,6 +122,13 @@ export class GraphView extends Widget {
       this._shape = shape;
       this._runLayout();
     }
+    // Summaries for people and tests inspecting the DOM (the graph is a canvas).
+    this.node.dataset.nodes = String(cy.nodes().length);
+    this.node.dataset.edges = String(cy.edges().length);
+    this.node.setAttribute(
+      'aria-label',
+      `Lineage graph: ${cy.nodes().length} stages, ${cy.edges().length} edges`
+    );
   }
 
   private _runLayout(): void {
@@ -132,8 +139,8 @@ export class GraphView extends Widget {
     const options: cytoscape.LayoutOptions & Record<string, unknown> = {
       name: 'dagre',
       rankDir: 'LR',
-      nodeSep: 24,
-      rankSep: 60,
+      nodeSep: 12,
+      rankSep: 28,
       fit: true,
       padding: 16,
       animate: false
@@ -153,6 +160,13 @@ export class GraphView extends Widget {
   private _model: DataflowModel;
   private _cy: cytoscape.Core | null = null;
   private _shape = '';
+}
+
+/** Wide enough for the longer of the two label lines at 10px. */
+function nodeWidth(node: cytoscape.NodeSingular): number {
+  const id = String(node.data('id') ?? '');
+  const state = String(node.data('state') ?? '');
+  return Math.max(48, 6.2 * Math.max(id.length, state.length) + 14);
 }
 
 function nodeLabel(id: string, state: string): string {
@@ -200,12 +214,13 @@ function graphStyle(): cytoscape.StylesheetJson {
         'text-wrap': 'wrap',
         'text-valign': 'center',
         'text-halign': 'center',
-        'font-size': 11,
+        'font-size': 10,
         'font-family': 'var(--jp-ui-font-family), sans-serif',
         color: '#ffffff',
         'text-outline-width': 0,
-        width: 96,
-        height: 40,
+        width: (node: cytoscape.NodeSingular) => nodeWidth(node),
+        height: 34,
+        padding: '2px',
         shape: 'round-rectangle',
         'background-color': STATE_COLORS['never run'],
         'border-width': 1,

@@ -278,20 +278,14 @@ class StageDetailsView extends Widget {
     if (info.schema && info.schema.length) {
       node.appendChild(section('Schema', schemaTable(info)));
     }
+    const provenance = asRecord(info.provenance);
     if (Array.isArray(info.partitions) && info.partitions.length) {
-      node.appendChild(section('Partitions', partitionsTable(info.partitions)));
-    }
-    if (info.provenance !== undefined && info.provenance !== null) {
       node.appendChild(
-        section(
-          'Provenance',
-          el(
-            'pre',
-            'jp-Dataflow-provenance',
-            JSON.stringify(info.provenance, null, 2)
-          )
-        )
+        section('Partitions', partitionsTable(info.partitions, provenance))
       );
+    }
+    if (provenance) {
+      node.appendChild(section('Provenance', provenanceView(provenance)));
     }
     node.appendChild(section('Records', this._previewNode()));
   }
@@ -377,18 +371,40 @@ function schemaTable(info: IStageInfo): HTMLElement {
   return table;
 }
 
-function partitionsTable(partitions: IPartitionInfo[]): HTMLElement {
+/** Committed partitions, with rows, reason and timing from the provenance. */
+function partitionsTable(
+  partitions: IPartitionInfo[],
+  provenance: Record<string, unknown> | null
+): HTMLElement {
+  const made = new Map<string, Record<string, unknown>>();
+  const provParts = provenance?.partitions;
+  if (Array.isArray(provParts)) {
+    for (const part of provParts) {
+      const record = asRecord(part);
+      if (record && typeof record.partition === 'string') {
+        made.set(record.partition, record);
+      }
+    }
+  }
   const table = document.createElement('table');
   const head = table.createTHead().insertRow();
-  for (const title of ['partition', 'rows', 'fingerprint', 'committed']) {
+  for (const title of ['partition', 'rows', 'why', 'committed']) {
     head.appendChild(el('th', '', title));
   }
   const body = table.createTBody();
   for (const part of partitions.slice(0, MAX_PARTITIONS)) {
+    const prov = made.get(part.partition);
     const row = body.insertRow();
+    row.dataset.partition = part.partition;
+    row.title = `fingerprint ${part.fingerprint ?? ''}`;
     row.appendChild(el('td', '', part.partition || '(whole)'));
-    row.appendChild(el('td', 'jp-Dataflow-num', fmt(part.rows)));
-    row.appendChild(el('td', '', (part.fingerprint ?? '').slice(0, 12)));
+    const rows = part.rows ?? (prov?.rows as number | undefined);
+    row.appendChild(el('td', 'jp-Dataflow-num', fmt(rows)));
+    const seconds = prov?.seconds;
+    const why = [part.reason ?? prov?.reason, seconds !== undefined ? `${seconds}s` : '']
+      .filter(Boolean)
+      .join(', ');
+    row.appendChild(el('td', '', String(why)));
     row.appendChild(el('td', '', part.committed_at ?? ''));
   }
   const wrap = el('div', 'jp-Dataflow-tableWrap');
@@ -403,6 +419,51 @@ function partitionsTable(partitions: IPartitionInfo[]): HTMLElement {
     );
   }
   return wrap;
+}
+
+/** How the stored output was made: mode, inputs, code; the raw record folded. */
+function provenanceView(provenance: Record<string, unknown>): HTMLElement {
+  const box = el('div', 'jp-Dataflow-provenance');
+  const dl = el('dl', 'jp-Dataflow-summary');
+  const add = (term: string, value: unknown): void => {
+    if (value === undefined || value === null || value === '') {
+      return;
+    }
+    dl.appendChild(el('dt', '', term));
+    dl.appendChild(
+      el('dd', '', Array.isArray(value) ? value.join(', ') : String(value))
+    );
+  };
+  add('mode', provenance.mode);
+  add('because', provenance.mode_reason);
+  add('key', provenance.key);
+  add('inputs', provenance.inputs);
+  const hash = provenance.definition_hash;
+  add('definition', typeof hash === 'string' ? hash.slice(0, 16) : hash);
+  box.appendChild(dl);
+  const code = provenance.code;
+  if (code !== undefined && code !== null) {
+    box.appendChild(
+      el(
+        'pre',
+        'jp-Dataflow-code',
+        typeof code === 'string' ? code.trim() : JSON.stringify(code, null, 2)
+      )
+    );
+  }
+  const raw = document.createElement('details');
+  raw.appendChild(el('summary', '', 'full record'));
+  raw.appendChild(
+    el('pre', 'jp-Dataflow-raw', JSON.stringify(provenance, null, 2))
+  );
+  box.appendChild(raw);
+  return box;
+}
+
+function asRecord(value: unknown): Record<string, unknown> | null {
+  return typeof value === 'object' && value !== null && !Array.isArray(value)
+    ? (value as Record<string, unknown>)
+    : null;
 }
 
 function section(title: string, content: HTMLElement): HTMLElement {

@@ -21,6 +21,9 @@ DAYS = ("2024-01-01", "2024-01-02", "2024-01-03")
 ROWS_PER_DAY = 40
 BIG_ROWS = 1_000_000
 BIG_FILES = 4
+PAYLOAD = 150
+# The data's size in Arrow: two 8-byte columns and a string of 15 + PAYLOAD bytes.
+BIG_ARROW_BYTES = BIG_ROWS * (8 + 8 + 15 + PAYLOAD)
 
 
 def order_rows(day_index: int, day: str) -> dict[str, list[Any]]:
@@ -65,7 +68,9 @@ def write_events(root: Path) -> Path:
         folder.mkdir(parents=True)
         start = f * per_file
         ids = pa.array(range(start, start + per_file), type=pa.int64())
-        payload = pa.array([f"event-{i:09d}-" + "x" * 150 for i in range(start, start + per_file)])
+        payload = pa.array(
+            [f"event-{i:09d}-" + "x" * PAYLOAD for i in range(start, start + per_file)]
+        )
         value = pa.array([i * 0.5 for i in range(start, start + per_file)], type=pa.float64())
         table = pa.table({"event_id": ids, "payload": payload, "value": value})
         pq.write_table(table, folder / "data.parquet", row_group_size=per_file)
