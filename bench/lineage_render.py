@@ -80,6 +80,7 @@ def free_port() -> int:
 @contextmanager
 def jupyterlab(root: Path, base: Path) -> Iterator[str]:
     """A JupyterLab serving `root` on loopback; yields its URL with the token."""
+    base.mkdir(parents=True, exist_ok=True)
     port, token = free_port(), secrets.token_hex(16)
     env = {**os.environ, "JUPYTER_RUNTIME_DIR": str(base / "runtime"), "PYTHONPATH": str(ROOT)}
     argv = [sys.executable, "-m", "jupyterlab", "--no-browser", "--allow-root", "--ServerApp.ip=127.0.0.1",
