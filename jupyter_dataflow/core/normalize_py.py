@@ -122,7 +122,9 @@ def capture(
         raise StageDefinitionError(
             f"Python syntax error at line {err.lineno}, column {err.offset}: {err.msg}", stage
         ) from None
-    target = _function_node(tree, entry if entry != "<lambda>" else None, stage)
+    # A cell may define helpers beside the transform: the function named like the
+    # stage is the transform.
+    target = _function_node(tree, entry if entry not in (None, "<lambda>") else stage, stage)
     if any(a for a in (target.args.vararg, target.args.kwarg)):
         raise StageDefinitionError("a transform function takes named input stages only, not *args/**kwargs", stage)
     params = tuple(a.arg for a in [*target.args.posonlyargs, *target.args.args])

@@ -240,7 +240,7 @@ class TaskRunner:
             metrics.append(F.count_if(~F.coalesce(F.expr(f"({e})"), F.lit(True))).alias(f"violations_{i}"))
         obs = Observation(f"write_{uuid.uuid4().hex[:8]}")
         schema_json = df.schema.json()
-        df.observe(obs, *metrics).write.mode("errorifexists").parquet(ObjectStore.uri(staged))
+        df.observe(obs, *metrics).write.mode("error").parquet(ObjectStore.uri(staged))
         got = obs.get
         rows = int(got["rows"])
         for i, e in enumerate(expect if action != "drop" else ()):
@@ -281,7 +281,7 @@ class TaskRunner:
             writer = df.write.format(sink.format).options(**dict(sink.options))
             if sink.format == "csv":
                 writer = writer.option("header", dict(sink.options).get("header", "true"))
-            writer.mode("errorifexists").save("file://" + tmp)
+            writer.mode("error").save("file://" + tmp)
         os.makedirs(os.path.dirname(target) or ".", exist_ok=True)
         if os.path.exists(target):
             os.replace(target, old)

@@ -87,14 +87,6 @@ def test_standalone_cluster_matches_local_mode(standalone_cluster: Any, local_re
     assert any((standalone_cluster.work / "worker").glob("app-*/*/stderr")), "no executor ran on the worker"
 
 
-# The Spark Connect client knows the save modes append, overwrite, error and ignore;
-# "errorifexists" (accepted by classic Spark) is refused with UNSUPPORTED_OPERATION.
-_WRITES_ERRORIFEXISTS = 'mode("errorifexists")' in (ROOT / "jupyter_dataflow" / "execute" / "runner.py").read_text()
-
-
-@pytest.mark.xfail(_WRITES_ERRORIFEXISTS, strict=True,
-                   reason="execute/runner.py writes with mode('errorifexists'), which Spark Connect refuses; "
-                          "mode('error') means the same on both APIs")
 def test_spark_connect_matches_local_mode(connect_server: Any, local_results: dict[str, Any],
                                           tmp_path: Path, spark: Any) -> None:
     _check_engine("connect", connect_server.url, {}, connect_server.env, tmp_path, local_results, spark)
