@@ -17,6 +17,7 @@ from jupyter_dataflow.core.errors import (
     UnknownStageError,
 )
 from jupyter_dataflow.flow import Change, Flow, StageStatus, list_flows
+from jupyter_dataflow.lineage.tree import UnknownColumnError
 from jupyter_dataflow.reconciler.loop import RunResult
 
 __version__ = "0.1.0"
@@ -60,6 +61,7 @@ __all__ = [
     "StageDefinitionError",
     "StageExecutionError",
     "StageStatus",
+    "UnknownColumnError",
     "UnknownStageError",
     "list_flows",
 ]

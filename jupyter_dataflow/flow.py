@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-import json
 import os
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -411,7 +410,10 @@ class Flow:
         status = next(s for s in self.status() if s.name == name)
         _, schema = self._paths(name)
         info = status.to_json()
-        info["schema"] = json.loads(schema) if schema else None
+        from jupyter_dataflow.lineage.schema import columns_of
+
+        columns = columns_of(schema) if schema else None
+        info["schema"] = [c.to_json() for c in columns] if columns is not None else None
         info["partitions"] = [{"partition": c.partition, "fingerprint": c.fingerprint,
                                "committed_at": _when(c.committed_at), "reason": c.reason}
                               for c in self.meta.current(self.name, name, OUTPUT)]
