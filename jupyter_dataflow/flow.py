@@ -21,7 +21,6 @@ from jupyter_dataflow.core.errors import (
     ConfigError,
     DataflowError,
     StageDefinitionError,
-    UnknownStageError,
 )
 from jupyter_dataflow.core.graph import Graph
 from jupyter_dataflow.core.names import check_name
@@ -301,19 +300,46 @@ class Flow:
             raise DataflowError(f"stage {name!r} has no committed output yet; run the flow first")
         return self._task_runner().read_objects(paths, schema)
 
-    def query(self, sql: str) -> Any:
-        """Run Spark SQL where every stage name reads that stage's committed output."""
+    def _query_stages(self, sql: str) -> list[str]:
         from jupyter_dataflow.core import sql as sqlmod
 
-        refs = sqlmod.referenced_tables(sql)
-        frames = {}
+        refs = sqlmod.referenced_tables(sql, "query")
         for ref in refs:
-            if ref.lower() in {k.lower() for k in self._graph.stages}:
-                frames[ref] = self.table(ref)
-            else:
-                raise UnknownStageError(ref, list(self._graph.stages))
-        runner = self._task_runner()
-        return runner.run_sql("query", sql, frames)
+            self._graph.resolve(ref)  # unknown names: UnknownStageError with "did you mean"
+        return refs
+
+    def query(self, sql: str) -> Any:
+        """Run Spark SQL where every stage name reads that stage's committed output."""
+        frames = {ref: self.table(ref) for ref in self._query_stages(sql)}
+        return self._task_runner().run_sql("query", sql, frames)
+
+    def query_result(self, sql: str, engine: str = "auto", limit: int | None = None) -> Any:
+        """Answer an ad hoc query fast: DuckDB over the committed Parquet when that is
+        exactly what Spark would answer, Spark otherwise. Returns a `QueryResult`
+        (`.arrow`, `.to_pandas()`, `.engine`, `.seconds`, `.reason`)."""
+        from jupyter_dataflow.query.dispatch import answer
+        from jupyter_dataflow.store.objects import EXTERNAL
+
+        refs = self._query_stages(sql)
+        stage_paths: dict[str, list[str] | None] = {}
+        for ref in refs:
+            name = self._graph.resolve(ref)
+            if self._graph[name].kind == "sink":
+                name = self._graph.resolve(self._graph[name].inputs[0])
+            paths, schema = self._paths(name)
+            if not paths and schema is None:
+                raise DataflowError(f"stage {name!r} has no committed output yet; run the flow first")
+            stage_paths[ref] = None if not paths or any(p.startswith(EXTERNAL) for p in paths) else paths
+
+        def on_spark(limit: int | None) -> Any:
+            df = self.query(sql)
+            return (df.limit(limit) if limit is not None else df).toArrow()
+
+        setting = self._spark_setting
+        local = setting is None or (isinstance(setting, str) and setting.startswith("local")) or (
+            not isinstance(setting, str) and _is_local_session(setting))
+        return answer(sql, engine=engine, local_engine=local, stage_paths=stage_paths, spark_answer=on_spark,
+                      limit=limit)
 
     def status(self) -> list[StageStatus]:
         """Per-stage state, partitions, rows, fingerprint and last update."""
@@ -527,3 +553,10 @@ def _with_constants(batch: Any, constants: Sequence[tuple[str, str | None, str]]
         arrays.append(_constant_array(value, spark_type, batch.num_rows))
         names.append(column)
     return pa.RecordBatch.from_arrays(arrays, names=names)
+
+
+def _is_local_session(session: Any) -> bool:
+    try:
+        return str(session.conf.get("spark.master", "")).startswith("local")
+    except Exception:
+        return False

@@ -350,22 +350,13 @@ class DataflowMagics(Magics):
         if not name.isidentifier():
             raise UsageError(f"%%query: {name!r} is not a valid Python name")
         limit = ns.limit if ns.limit and ns.limit > 0 else self.settings.query_limit
-        frame, truncated = self._fetch(sql, limit)
+        result = self.flow().query_result(sql, engine=self.settings.query_engine, limit=limit + 1)
+        frame = result.to_pandas()
+        truncated = len(frame) > limit
+        frame = frame.head(limit) if truncated else frame
         self.queries[name] = sql
         self.user_ns[name] = frame
-        display(QueryView(frame, limit, truncated, name))
-
-    def _fetch(self, sql: str, limit: int) -> tuple[Any, bool]:
-        """The first `limit` rows as pandas, the limit applied by the engine; and whether more exist."""
-        flow = self.flow()
-        fast = getattr(flow, "query_result", None)
-        if fast is not None:
-            result = fast(sql, limit=limit + 1)
-            for to_pandas in ("to_pandas", "toPandas", "df"):
-                if not hasattr(result, "columns") and hasattr(result, to_pandas):
-                    result = getattr(result, to_pandas)()
-            frame = result
-        else:
-            frame = flow.query(sql).limit(limit + 1).toPandas()
-        truncated = len(frame) > limit
-        return (frame.head(limit) if truncated else frame), truncated
+        answered = f"answered by {result.engine} in {result.seconds * 1000:.0f} ms"
+        if result.reason:
+            answered += f" ({result.reason})"
+        display(QueryView(frame, limit, truncated, name, (answered,)))

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from traitlets import Any as AnyTrait
-from traitlets import Dict, Float, Int, TraitError, Unicode, validate
+from traitlets import Dict, Enum, Float, Int, TraitError, Unicode, validate
 from traitlets.config import Configurable
 
 from jupyter_dataflow.flow import DEFAULT_FLOW, DEFAULT_HOME, DEFAULT_SPARK
@@ -30,6 +30,9 @@ class Dataflow(Configurable):
                 help="Spark settings passed through unchanged (key -> value).").tag(config=True)
     query_limit = Int(100, help="Rows fetched and shown by %%query (the limit runs in the engine).").tag(
         config=True)
+    query_engine = Enum(("auto", "spark", "duckdb"), "auto", help=(
+        "Engine for %%query: auto answers in DuckDB when that is exactly what Spark would answer "
+        "and uses Spark otherwise.")).tag(config=True)
     watch_interval = Float(10.0, help="Seconds between source polls of `%dataflow watch on`.").tag(config=True)
 
     @validate("spark")
