@@ -62,8 +62,7 @@ export class GraphView extends Widget {
         autoungrabify: true,
         maxZoom: 1.6,
         minZoom: 0.2,
-        wheelSensitivity: 0.3,
-        style: graphStyle()
+        style: graphStyle(uiFont())
       });
       this._cy.on('tap', 'node', event => {
         void this._model.select(event.target.id() as string);
@@ -205,7 +204,15 @@ function toElements(graph: IGraphPayload): cytoscape.ElementDefinition[] {
   return [...nodes, ...edges];
 }
 
-function graphStyle(): cytoscape.StylesheetJson {
+/** The lab's UI font: cytoscape draws on a canvas and cannot resolve CSS variables. */
+function uiFont(): string {
+  const value = getComputedStyle(document.body)
+    .getPropertyValue('--jp-ui-font-family')
+    .trim();
+  return value || 'sans-serif';
+}
+
+function graphStyle(font: string): cytoscape.StylesheetJson {
   const styles: cytoscape.StylesheetJson = [
     {
       selector: 'node',
@@ -215,7 +222,7 @@ function graphStyle(): cytoscape.StylesheetJson {
         'text-valign': 'center',
         'text-halign': 'center',
         'font-size': 10,
-        'font-family': 'var(--jp-ui-font-family), sans-serif',
+        'font-family': font,
         color: '#ffffff',
         'text-outline-width': 0,
         width: (node: cytoscape.NodeSingular) => nodeWidth(node),
