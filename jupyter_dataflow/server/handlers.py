@@ -353,7 +353,10 @@ class RunHandler(DataflowHandler):
         self.write_json({"run": run.id}, status=202)
 
     def _body(self) -> dict[str, Any]:
-        raw = self.request.body
+        return self._parse_body(self.request.body)
+
+    @staticmethod
+    def _parse_body(raw: bytes) -> dict[str, Any]:
         if not raw or not raw.strip():
             return {}
         try:
@@ -363,6 +366,37 @@ class RunHandler(DataflowHandler):
         if not isinstance(body, dict):
             raise tornado.web.HTTPError(400, "body must be a JSON object")
         return body
+
+
+EXPORT_TARGETS = ("spark-pipelines", "bundle", "k8s")
+
+
+class ExportHandler(DataflowHandler):
+    """Start `jupyter-dataflow export HOME --flow F --to T -o DIR` (DIR under the root)."""
+
+    @tornado.web.authenticated
+    async def post(self, flow: str) -> None:
+        self.check_name(flow, "flow")
+        body = RunHandler._parse_body(self.request.body)
+        target = body.get("to")
+        if target not in EXPORT_TARGETS:
+            raise tornado.web.HTTPError(
+                400, f"'to' must be one of {', '.join(EXPORT_TARGETS)}, got {target!r}"
+            )
+        output = body.get("output")
+        if not isinstance(output, str) or not output.strip():
+            raise tornado.web.HTTPError(400, "'output' must be a directory below the server root")
+        root = Path(self.settings["dataflow_root"]).resolve()
+        where = (root / output).resolve()
+        if where != root and root not in where.parents:
+            raise tornado.web.HTTPError(400, f"output {output!r} is outside the server root")
+        flows = await self.blocking(self.list_flows)
+        if flow not in flows:
+            raise tornado.web.HTTPError(404, f"unknown flow {flow!r} in {self.home}")
+        argv = [*self.dataflow.cli, "export", str(self.home), "--flow", flow]
+        argv += ["--to", target, "-o", str(where)]
+        run = await self.runs.start(argv, flow=flow, stage=None, command="export", cwd=str(root))
+        self.write_json({"run": run.id, "output": str(where)}, status=202)
 
 
 class RunStatusHandler(DataflowHandler):
@@ -387,5 +421,6 @@ def handlers(base_url: str) -> list[tuple[str, type[DataflowHandler]]]:
         (route("flows", _NAME, "stages", _NAME), StageHandler),
         (route("flows", _NAME, "stages", _NAME, "records"), RecordsHandler),
         (route("flows", _NAME, "run"), RunHandler),
+        (route("flows", _NAME, "export"), ExportHandler),
         (route("flows", _NAME, "runs", _NAME), RunStatusHandler),
     ]

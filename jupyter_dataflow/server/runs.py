@@ -96,10 +96,10 @@ class RunManager:
     def get(self, run_id: str) -> Run | None:
         return self._runs.get(run_id)
 
-    def active(self, flow: str) -> Run | None:
-        """The running run of `flow`, if any."""
+    def active(self, flow: str, command: str = "run") -> Run | None:
+        """The running `command` (a run, by default) of `flow`, if any."""
         for run in self._runs.values():
-            if run.flow == flow and run.state == "running":
+            if run.flow == flow and run.command == command and run.state == "running":
                 return run
         return None
 

@@ -117,6 +117,7 @@ ENDPOINTS = [
     ("GET", ("flows", "default", "stages", "orders")),
     ("GET", ("flows", "default", "stages", "orders", "records")),
     ("POST", ("flows", "default", "run")),
+    ("POST", ("flows", "default", "export")),
     ("GET", ("flows", "default", "runs", "abc")),
 ]
 
@@ -156,6 +157,7 @@ async def test_records_without_token_are_forbidden_even_with_a_format(jp_fetch: 
         ("GET", ("flows", "white space", "graph")),
         ("GET", ("flows", "default", "stages", "x-y", "records")),
         ("POST", ("flows", "bad-name", "run")),
+        ("POST", ("flows", "bad-name", "export")),
         ("GET", ("flows", "bad-name", "runs", "abc")),
     ],
 )
@@ -527,3 +529,46 @@ async def test_runs_start_the_cli_and_report_their_outcome(
     assert code == 400
     code, _ = await error_of(jp_fetch, "flows", "second", "run", method="POST", body="{nope")
     assert code == 400
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"to": "zip", "output": "out"},
+        {"output": "out"},
+        {"to": "bundle"},
+        {"to": "bundle", "output": "../outside"},
+        {"to": "bundle", "output": "/tmp/elsewhere"},
+    ],
+)
+async def test_export_rejects_bad_targets_and_paths_outside_the_root(
+    jp_fetch: Any, body: dict[str, str]
+) -> None:
+    code, payload = await error_of(
+        jp_fetch, "flows", "default", "export", method="POST", body=json.dumps(body)
+    )
+    assert code == 400
+    assert payload["message"]
+
+
+@pytest.mark.spark
+@pytest.mark.slow
+async def test_export_writes_a_bundle_below_the_root(
+    jp_fetch: Any, dataflow_home: Path, jp_root_dir: Path
+) -> None:
+    response = await jp_fetch(
+        *API,
+        "flows",
+        "default",
+        "export",
+        method="POST",
+        body=json.dumps({"to": "bundle", "output": "exports/default"}),
+    )
+    assert response.code == 202
+    reply = json.loads(response.body)
+    assert reply["output"] == str((jp_root_dir / "exports" / "default").resolve())
+    status = await wait_for_run(jp_fetch, "default", reply["run"])
+    assert status["command"] == "export"
+    assert status["state"] == "succeeded", status["output"]
+    written = [p for p in (jp_root_dir / "exports" / "default").rglob("*") if p.is_file()]
+    assert written, status["output"]
