@@ -38,7 +38,7 @@ from sqlglot.optimizer.qualify import qualify
 from sqlglot.tokens import TokenType
 
 from jupyter_dataflow.core.errors import SqlError
-from jupyter_dataflow.core.sql import parse
+from jupyter_dataflow.core.sql import parse, referenced_tables
 
 __all__ = ["DuckdbRefusal", "run_duckdb", "transpile"]
 
@@ -1762,13 +1762,16 @@ def run_duckdb(sql: str, tables: Mapping[str, Sequence[str]], *, limit: int | No
     if not re.fullmatch(r"[A-Za-z0-9_+\-/:]+", timezone):
         return DuckdbRefusal(f"time zone {timezone!r} is not checked")
     try:
-        stages = {name: _load_stage(name, paths) for name, paths in tables.items()}
+        read = {name.lower() for name in referenced_tables(sql)}  # only these stages are opened
+        stages = {name: _load_stage(name, paths) for name, paths in tables.items() if name.lower() in read}
         relations = {name: _RELATION_PREFIX + name.lower() for name in stages}
         naive_utc = timezone in ("UTC", "Etc/UTC")
         translation = _translate(sql, relations, {n: s.columns for n, s in stages.items()}, limit=limit,
                                  naive_utc=naive_utc)
     except _Refuse as refusal:
         return DuckdbRefusal(refusal.reason)
+    except SqlError as err:
+        return DuckdbRefusal(f"Spark SQL does not parse: {err}")
     except (OSError, ValueError, pa.ArrowException) as err:
         return DuckdbRefusal(f"stage files could not be read: {err}")
     import duckdb

@@ -329,6 +329,7 @@ b|WITH big AS (SELECT key FROM dims WHERE weight >= 1.5) SELECT id, (SELECT coun
 b|SELECT g, sum(CASE WHEN bo THEN m ELSE 0 END) AS sm, coalesce(sum(i), 0) AS si, sum(i * 2) AS s2 FROM nums GROUP BY g
 b|SELECT upper(g) AS ug, count(*) AS n FROM nums GROUP BY upper(g)
 o|SELECT id FROM nums ORDER BY id LIMIT 0
+o|SELECT key, NULL AS nothing, CASE WHEN key > 2 THEN NULL END AS n2 FROM dims WHERE key IS NOT NULL ORDER BY key
 b|SELECT DISTINCT g, i > 0 AS pos FROM nums ORDER BY g, pos
 b|SELECT id, 100 / i AS q FROM nums
 b|SELECT id, i div 0 AS q FROM nums
@@ -492,6 +493,7 @@ def test_duckdb_answers_like_spark(outcomes: dict[str, Outcome], mode: str, sql:
         assert isinstance(outcome.duck, DuckdbRefusal), f"Spark failed but DuckDB answered: {sql}"
         return
     if isinstance(outcome.duck, DuckdbRefusal):
+        assert outcome.duck.reason, "a refusal must say why"
         return
     _assert_same(sql, mode, outcome.spark, outcome.duck)
 
