@@ -339,7 +339,21 @@ class Flow:
         local = setting is None or (isinstance(setting, str) and setting.startswith("local")) or (
             not isinstance(setting, str) and _is_local_session(setting))
         return answer(sql, engine=engine, local_engine=local, stage_paths=stage_paths, spark_answer=on_spark,
-                      limit=limit)
+                      limit=limit, timezone=self._session_timezone())
+
+    def _session_timezone(self) -> str:
+        """Spark's session time zone, without starting Spark to ask for it."""
+        from jupyter_dataflow.execute.session import DEFAULT_CONF
+
+        key = "spark.sql.session.timeZone"
+        session = self._session if self._session is not None else (
+            self._spark_setting if not isinstance(self._spark_setting, str | None) else None)
+        if session is not None:
+            try:
+                return str(session.conf.get(key))
+            except Exception:
+                pass
+        return self._conf.get(key, DEFAULT_CONF[key])
 
     def status(self) -> list[StageStatus]:
         """Per-stage state, partitions, rows, fingerprint and last update."""

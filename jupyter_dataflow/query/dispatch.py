@@ -40,7 +40,7 @@ class QueryResult:
 
 
 def answer(sql: str, *, engine: str, local_engine: bool, stage_paths: Mapping[str, Sequence[str] | None],
-           spark_answer: Callable[[int | None], Any], limit: int | None) -> QueryResult:
+           spark_answer: Callable[[int | None], Any], limit: int | None, timezone: str = "UTC") -> QueryResult:
     """Answer `sql` on the chosen engine.
 
     Args:
@@ -51,6 +51,7 @@ def answer(sql: str, *, engine: str, local_engine: bool, stage_paths: Mapping[st
             plain local store objects (DuckDB cannot read them as they are).
         spark_answer: runs the query on Spark with a row limit and returns Arrow.
         limit: rows to return at most, applied inside the engine.
+        timezone: the Spark session time zone, which DuckDB must use too.
     """
     if engine not in ENGINES:
         raise ConfigError(f"engine must be one of {', '.join(ENGINES)}; got {engine!r}")
@@ -67,7 +68,8 @@ def answer(sql: str, *, engine: str, local_engine: bool, stage_paths: Mapping[st
             from jupyter_dataflow.query.duckdb_engine import DuckdbRefusal, run_duckdb
 
             started = time.perf_counter()
-            got = run_duckdb(sql, {n: list(p or ()) for n, p in stage_paths.items()}, limit=limit)
+            got = run_duckdb(sql, {n: list(p or ()) for n, p in stage_paths.items()}, limit=limit,
+                             timezone=timezone)
             if not isinstance(got, DuckdbRefusal):
                 return QueryResult(got, "duckdb", time.perf_counter() - started)
             reason = got.reason

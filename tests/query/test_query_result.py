@@ -7,13 +7,17 @@ from pathlib import Path
 import pytest
 
 import jupyter_dataflow as jd
-from tests.engine.conftest import build_standard, orders_dir  # noqa: F401  (fixture)
+from tests.engine import conftest as engine_fixtures
+from tests.engine.conftest import build_standard
+
+orders_dir = engine_fixtures.orders_dir  # the engine tests' data fixture, shared
 
 pytestmark = pytest.mark.spark
 
 
 @pytest.fixture
-def flow(orders_dir: Path, tmp_path: Path, spark) -> jd.Flow:  # noqa: ANN001
+def flow(request: pytest.FixtureRequest, tmp_path: Path, spark) -> jd.Flow:
+    request.getfixturevalue("orders_dir")
     f = jd.Flow.open(home=tmp_path / ".dataflow", spark=spark)
     build_standard(f)
     assert f.run().ok
