@@ -263,3 +263,17 @@ def test_parquet_source_read_in_place(open_flow, tmp_path: Path, spark) -> None:
     result = flow.run()
     assert {(t.stage, t.partition) for t in result.executed} == {("events", "day=2024-03-03"),
                                                                   ("per_day", "day=2024-03-03")}
+
+
+def test_recomputed_partition_with_unchanged_rows_stops_propagation(open_flow, orders_dir) -> None:
+    flow = open_flow()
+    build_standard(flow)
+    assert flow.run().ok
+    # A late file whose rows `clean` filters out entirely: orders and clean recompute
+    # that day, clean's rows are identical, so nothing downstream runs.
+    write_day(orders_dir, "2024-01-02", [(777001, 1, -5.0), (777002, 2, -1.5)], name="refunds.csv")
+    result = flow.run()
+    assert result.ok
+    assert {(t.stage, t.partition) for t in result.executed} == {("orders", "date=2024-01-02"),
+                                                                  ("clean", "date=2024-01-02")}
+    assert flow.plan().tasks == []
