@@ -31,19 +31,19 @@ SCHEMA = json.dumps({"type": "struct", "fields": [{"name": "x", "type": "long", 
 
 
 class _Empty:
-    def current(self, stage):  # noqa: ANN001, ANN201
+    def current(self, stage):
         return {}
 
-    def object_parts(self, fps):  # noqa: ANN001, ANN201
+    def object_parts(self, fps):
         return {}
 
-    def has_objects(self, fps):  # noqa: ANN001, ANN201
+    def has_objects(self, fps):
         return set()
 
-    def state(self, stage):  # noqa: ANN001, ANN201
+    def state(self, stage):
         return None
 
-    def partitions(self, stage, role, pids):  # noqa: ANN001, ANN201
+    def partitions(self, stage, role, pids):
         return set()
 
 
@@ -96,7 +96,7 @@ def build(root: Path, sources: int, chain: int, partitions: int) -> jd.Flow:
             detail = {"inputs": {up: out_version[up]}, "mode": "map", "key": "day"}
         out_version[name] = fpmod.combine(versions.items())
         current += [(flow.name, name, OUTPUT, pid, o.fingerprint, o.data_version, now, "new")
-                    for pid, o in zip(versions, objects[-len(versions):])]
+                    for pid, o in zip(versions, objects[-len(versions):], strict=False)]
         states.append(StageState(name, "fresh", None, st.definition_hash(), inputs_version, out_version[name],
                                  detail, now))
     with meta.transaction() as db:
@@ -110,7 +110,7 @@ def build(root: Path, sources: int, chain: int, partitions: int) -> jd.Flow:
     return flow
 
 
-def timed(fn, repeat: int) -> tuple[float, object]:  # noqa: ANN001
+def timed(fn, repeat: int) -> tuple[float, object]:
     times, result = [], None
     for _ in range(repeat):
         t = time.perf_counter()
@@ -159,7 +159,7 @@ def main() -> None:
         print(f"{'  tasks planned':44} {len(tasks):>10}")
         print(f"{'peak Python memory during plan()':44} {peak / 2**20:8.0f}MB")
         print(f"{'peak process RSS':44} {rss_mb:8.0f}MB")
-        print(f"targets: no-op < 1000ms and < 500MB; one change < 50ms beyond the listing")
+        print("targets: no-op < 1000ms and < 500MB; one change < 50ms beyond the listing")
     finally:
         shutil.rmtree(root, ignore_errors=True)
 

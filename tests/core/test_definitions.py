@@ -5,7 +5,12 @@ from __future__ import annotations
 import pytest
 
 from jupyter_dataflow.core import sql
-from jupyter_dataflow.core.errors import CycleError, SqlError, StageDefinitionError, UnknownStageError
+from jupyter_dataflow.core.errors import (
+    CycleError,
+    SqlError,
+    StageDefinitionError,
+    UnknownStageError,
+)
 from jupyter_dataflow.core.graph import Graph
 from jupyter_dataflow.core.stage import Sink, Source, Transform, from_json
 

@@ -97,10 +97,10 @@ def test_semantic_python_edit_changes_the_canonical_form() -> None:
 def test_notebook_helper_change_changes_the_transform() -> None:
     src = "def enriched(daily):\n    return daily.withColumn('x', helper(1))\n"
 
-    def helper_v1(x):  # noqa: ANN001, ANN202
+    def helper_v1(x):
         return x + 1
 
-    def helper_v2(x):  # noqa: ANN001, ANN202
+    def helper_v2(x):
         return x + 2
 
     a = normalize_py.capture(src, "enriched", {"helper": helper_v1})

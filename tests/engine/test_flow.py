@@ -74,9 +74,8 @@ def test_reopening_in_a_new_process_finds_everything_fresh(open_flow, orders_dir
     flow = open_flow()
     build_standard(flow)
     assert flow.run().ok
-    code = ("import jupyter_dataflow as jd, json; f = jd.Flow.open(home=%r); p = f.plan(); "
-            "print(json.dumps({'tasks': len(p.tasks), 'states': sorted({s.state for s in f.status()})}))"
-            % str(tmp_path / ".dataflow"))
+    code = ("import jupyter_dataflow as jd, json; f = jd.Flow.open(home={!r}); p = f.plan(); "
+            "print(json.dumps({{'tasks': len(p.tasks), 'states': sorted({{s.state for s in f.status()}})}}))".format(str(tmp_path / ".dataflow")))
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=tmp_path)
     assert out.stdout.strip().splitlines()[-1] == '{"tasks": 0, "states": ["fresh"]}'
 

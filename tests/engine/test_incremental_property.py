@@ -74,8 +74,8 @@ def _rows(flow: jd.Flow, name: str) -> list[tuple]:
 def _same(a: list[tuple], b: list[tuple]) -> bool:
     if len(a) != len(b):
         return False
-    for ra, rb in zip(a, b):
-        for x, y in zip(ra, rb):
+    for ra, rb in zip(a, b, strict=False):
+        for x, y in zip(ra, rb, strict=False):
             if isinstance(x, float) and isinstance(y, float):
                 if not math.isclose(x, y, rel_tol=1e-9, abs_tol=1e-9):
                     return False
