@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import signal
 import socket
@@ -114,6 +115,36 @@ def make_notebook(path: Path) -> None:
     path.write_text(json.dumps(nb))
 
 
+def make_promote_notebook(path: Path) -> None:
+    """The user's path: open the flow, name an ad hoc query, promote it."""
+    sources = [
+        "%load_ext jupyter_dataflow\n%dataflow open --home .dataflow",
+        "%%query big_orders\nSELECT date, order_id, amount FROM orders WHERE amount > 10",
+        "%dataflow promote big_orders AS big_orders_t",
+        "# last cell",
+    ]
+    cells = [
+        {
+            "cell_type": "code",
+            "execution_count": None,
+            "id": f"c{i}",
+            "metadata": {},
+            "outputs": [],
+            "source": src,
+        }
+        for i, src in enumerate(sources)
+    ]
+    nb = {
+        "cells": cells,
+        "metadata": {
+            "kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"}
+        },
+        "nbformat": 4,
+        "nbformat_minor": 5,
+    }
+    path.write_text(json.dumps(nb))
+
+
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     if not CHROMIUM.exists():
@@ -125,6 +156,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     root.mkdir()
     home = make_home(root)
     make_notebook(root / "promote.ipynb")
+    make_promote_notebook(root / "magics.ipynb")
 
     # Serve this checkout's build of the extension, whatever copy is installed.
     extensions = base / "labextensions"
@@ -261,6 +293,56 @@ def dismiss_news(page: Any) -> None:
         no.first.click()
 
 
+def start_session(lab: Lab, path: str) -> None:
+    """Start the notebook's kernel session on the server before the page opens it, so
+    the page attaches to a ready kernel instead of racing to start one."""
+    body = {"path": path, "name": path, "type": "notebook", "kernel": {"name": "python3"}}
+    request = urllib.request.Request(
+        f"{lab.url}api/sessions",
+        data=json.dumps(body).encode(),
+        headers={"Authorization": f"token {lab.token}", "Content-Type": "application/json"},
+        method="POST",
+    )
+    with urllib.request.urlopen(request, timeout=120) as reply:
+        assert reply.status in (200, 201)
+
+
+def accept_kernel_dialog(page: Any) -> None:
+    """If JupyterLab still asks which kernel to use, take the one it proposes."""
+    dialog = page.locator(".jp-Dialog", has_text="Select Kernel")
+    if dialog.count():
+        dialog.locator(".jp-mod-accept").click()
+
+
+def run_cell(page: Any, index: int, timeout: float = 300) -> None:
+    """Run cell `index` with the toolbar's run button and wait for its execution count.
+
+    JupyterLab shows `[*]` as soon as it sends a cell to the kernel; a cell still at
+    `[ ]` was never sent (the session was not ready for the frontend yet), so only
+    then is the click repeated.
+    """
+    cell = page.locator(".jp-NotebookPanel-notebook .jp-Cell").nth(index)
+    prompt = cell.locator(".jp-InputPrompt")
+    button = page.locator(
+        '.jp-NotebookPanel-toolbar [data-command="notebook:run-cell-and-select-next"]'
+    )
+    deadline = time.monotonic() + timeout
+    for _ in range(5):
+        accept_kernel_dialog(page)
+        prompt.click()
+        button.click()
+        sent = time.monotonic() + 20
+        while time.monotonic() < sent and prompt.inner_text().strip() in ("[ ]:", ""):
+            accept_kernel_dialog(page)
+            page.wait_for_timeout(250)
+        if prompt.inner_text().strip() not in ("[ ]:", ""):
+            break
+    while "*" in prompt.inner_text():
+        assert time.monotonic() < deadline, f"cell {index} still running"
+        page.wait_for_timeout(250)
+    assert re.search(r"\[\d+\]", prompt.inner_text()), prompt.inner_text()
+
+
 def stage_row(panel: Any, stage: str) -> Any:
     return panel.locator(f'.jp-Dataflow-stages tr[data-stage="{stage}"]')
 
@@ -332,7 +414,9 @@ def test_palette_has_the_dataflow_commands(page: Any, lab: Lab) -> None:
 
 
 def test_kernel_comm_inserts_a_cell_below_the_requesting_cell(page: Any, lab: Lab) -> None:
-    # A fresh workspace: nothing restored races the notebook for a kernel session.
+    # A fresh workspace and a session started beforehand: nothing races the page
+    # for the notebook's kernel.
+    start_session(lab, "promote.ipynb")
     page.goto(f"{lab.url}lab/workspaces/promote/tree/promote.ipynb?reset&token={lab.token}")
     page.wait_for_selector("#jupyterlab-splash", state="detached", timeout=120_000)
     notebook = page.locator(".jp-NotebookPanel-notebook")
@@ -347,11 +431,8 @@ def test_kernel_comm_inserts_a_cell_below_the_requesting_cell(page: Any, lab: La
         page.locator('.jp-Notebook-ExecutionIndicator[data-status="idle"]').wait_for(
             timeout=180_000
         )
-        cells.nth(0).locator(".jp-InputPrompt").click()  # select the cell
-        page.locator(
-            '.jp-NotebookPanel-toolbar [data-command="notebook:run-cell-and-select-next"]'
-        ).click()
-        cells.nth(0).locator(".jp-OutputArea", has_text="asked for").wait_for(timeout=180_000)
+        run_cell(page, 0)
+        cells.nth(0).locator(".jp-OutputArea", has_text="asked for").wait_for(timeout=60_000)
         page.wait_for_function(
             "() => document.querySelectorAll('.jp-NotebookPanel-notebook .jp-Cell').length === 3",
             timeout=60_000,
@@ -365,3 +446,61 @@ def test_kernel_comm_inserts_a_cell_below_the_requesting_cell(page: Any, lab: La
     assert "The end." in cells.nth(2).inner_text()
     dismiss_news(page)
     shot(page, "dataflow-comm-inserted-cell")
+
+
+def api(lab: Lab, path: str, body: dict[str, Any] | None = None) -> Any:
+    request = urllib.request.Request(
+        f"{lab.url}dataflow/api/{path}",
+        data=None if body is None else json.dumps(body).encode(),
+        headers={"Authorization": f"token {lab.token}", "Content-Type": "application/json"},
+        method="GET" if body is None else "POST",
+    )
+    with urllib.request.urlopen(request, timeout=60) as reply:
+        return json.loads(reply.read())
+
+
+def test_promote_magic_inserts_the_transform_cell_and_the_panel_shows_it(
+    page: Any, lab: Lab
+) -> None:
+    # The query reads committed `orders`: make sure they are there.
+    states = {n["id"]: n["state"] for n in api(lab, "flows/default/graph")["nodes"]}
+    if states["orders"] != "fresh":
+        run = api(lab, "flows/default/run", {"stage": "orders"})["run"]
+        for _ in range(600):
+            if api(lab, f"flows/default/runs/{run}")["state"] != "running":
+                break
+            time.sleep(0.5)
+
+    start_session(lab, "magics.ipynb")
+    page.goto(f"{lab.url}lab/workspaces/magics/tree/magics.ipynb?reset&token={lab.token}")
+    page.wait_for_selector("#jupyterlab-splash", state="detached", timeout=120_000)
+    notebook = page.locator(".jp-NotebookPanel-notebook")
+    cells = notebook.locator(".jp-Cell")
+    page.wait_for_function(
+        "() => document.querySelectorAll('.jp-NotebookPanel-notebook .jp-Cell').length === 4",
+        timeout=60_000,
+    )
+    page.locator('.jp-Notebook-ExecutionIndicator[data-status="idle"]').wait_for(timeout=180_000)
+    try:
+        for index in range(3):
+            run_cell(page, index)
+            output = cells.nth(index).locator(".jp-OutputArea").inner_text()
+            assert "Error" not in output, output
+        page.wait_for_function(
+            "() => document.querySelectorAll('.jp-NotebookPanel-notebook .jp-Cell').length === 5",
+            timeout=60_000,
+        )
+    except Exception:
+        shot(page, "dataflow-promote-failed")
+        raise
+    inserted = cells.nth(3)
+    code = inserted.locator(".jp-InputArea-editor").inner_text()
+    assert "%%transform big_orders_t" in code
+    assert "amount > 10" in code
+    assert "# last cell" in cells.nth(4).inner_text()
+
+    # The panel polls the server: the promoted stage appears in the graph.
+    panel = open_panel(page, lab)
+    stage_row(panel, "big_orders_t").wait_for(timeout=60_000)
+    dismiss_news(page)
+    shot(page, "dataflow-promoted")
