@@ -117,41 +117,9 @@ class FlowsHandler(DataflowHandler):
 
 
 def graph_payload(flow: Any) -> dict[str, Any]:
-    """The lineage payload of an open flow.
-
-    Uses `Flow.graph_payload()`; until every engine version has it, builds the same
-    shape from `status()`, the graph and the committed schemas.
-    """
-    if hasattr(flow, "graph_payload"):
-        return flow.graph_payload()
-    jd = _engine()
-    nodes, edges = [], []
-    for status in flow.status():
-        stage = flow.graph[status.name]
-        try:
-            schema = flow.arrow_schema(status.name)
-            columns = [{"name": f.name, "type": str(f.type)} for f in schema]
-        except jd.DataflowError:
-            columns = []
-        text = getattr(stage, "text", None)
-        nodes.append(
-            {
-                "id": status.name,
-                "kind": status.kind,
-                "lang": getattr(stage, "lang", None),
-                "state": status.state,
-                "mode": status.mode,
-                "partitions": status.partitions,
-                "rows": status.rows,
-                "fingerprint": status.fingerprint,
-                "updated": status.updated,
-                "error": status.error,
-                "code": text if isinstance(text, str) else json.dumps(stage.to_json()),
-                "columns": columns,
-            }
-        )
-        edges += [{"source": i, "target": status.name} for i in stage.inputs]
-    return {"flow": flow.name, "nodes": nodes, "edges": edges}
+    """The lineage payload of an open flow (nodes, edges), as the panel draws it."""
+    payload: dict[str, Any] = flow.graph_payload()
+    return payload
 
 
 def run_scope(payload: dict[str, Any], stage: str | None) -> set[str]:
