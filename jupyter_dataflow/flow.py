@@ -454,9 +454,12 @@ class Flow:
 
         columns = columns_of(schema) if schema else None
         info["schema"] = [c.to_json() for c in columns] if columns is not None else None
+        current = self.meta.current(self.name, name, OUTPUT)
+        objects = self.meta.objects([c.fingerprint for c in current])
         info["partitions"] = [{"partition": c.partition, "fingerprint": c.fingerprint,
+                               "rows": objects[c.fingerprint].rows if c.fingerprint in objects else None,
                                "committed_at": _when(c.committed_at), "reason": c.reason}
-                              for c in self.meta.current(self.name, name, OUTPUT)]
+                              for c in current]
         info["provenance"] = self.explain(name)
         return info
 
