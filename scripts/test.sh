@@ -14,6 +14,8 @@ if ! command -v chromium >/dev/null 2>&1 && [ "$(id -u)" = "0" ] && command -v a
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
 fi
 export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1
+ruff check jupyter_dataflow tests bench
+mypy
 python -m pytest -q -p no:cacheprovider "$@" tests
 if [ -d examples/notebooks ] && ls examples/notebooks/*.ipynb >/dev/null 2>&1; then
   python -m pytest -q -p no:cacheprovider --nbval-lax --nbval-sanitize-with examples/notebooks/sanitize.cfg \
