@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import contextlib
 import json
+import threading
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -84,6 +85,10 @@ class TaskRunner:
     def __init__(self, spark: Any, store: ObjectStore) -> None:
         self.spark = spark
         self.store = store
+        # Temp views live until the task that made them has written its output (Spark
+        # Connect resolves them when the plan executes); tasks run on threads at once,
+        # so each thread releases only its own.
+        self._views = threading.local()
 
     # reading ----------------------------------------------------------------------
     def read_objects(self, paths: Sequence[str], schema_json: str | None) -> Any:
@@ -191,17 +196,18 @@ class TaskRunner:
         views = {name: f"__dataflow_{tag}_{i}" for i, name in enumerate(inputs)}
         for name, df in inputs.items():
             df.createOrReplaceTempView(views[name])
-        try:
-            return self.spark.sql(sqlmod.rename_tables(sql, views, stage))
-        finally:
-            self._drop_later = getattr(self, "_drop_later", [])
-            self._drop_later.extend(views.values())
+        pending = getattr(self._views, "names", None)
+        if pending is None:
+            pending = self._views.names = []
+        pending.extend(views.values())
+        return self.spark.sql(sqlmod.rename_tables(sql, views, stage))
 
     def release_views(self) -> None:
-        for v in getattr(self, "_drop_later", []):
+        """Drop the temp views this thread created for its task."""
+        for v in getattr(self._views, "names", None) or []:
             with contextlib.suppress(Exception):
                 self.spark.catalog.dropTempView(v)
-        self._drop_later = []
+        self._views.names = []
 
     def run_python(self, stage: Transform, inputs: Mapping[str, Any]) -> Any:
         from pyspark.sql import DataFrame
@@ -332,5 +338,3 @@ def _key_type(values: Sequence[str | None]) -> str:
 def _is_int(v: str) -> bool:
     return v.lstrip("-").isdigit() and not (len(v.lstrip("-")) > 1 and v.lstrip("-").startswith("0"))
 
-
-RowCheck = Callable[[Any], None]
