@@ -302,7 +302,7 @@ class Reconciler:
                 result.executed.append(t)
                 continue
             existing = self.meta.object(t.fingerprint) if t.fingerprint else None
-            if existing is not None and (not existing.path or _exists(existing.path)):
+            if existing is not None and _exists(existing.path):
                 publishes.append(Publish(t.stage, t.role, t.partition, existing, t.reason))
                 result.reused.append(t)
                 self.bus.emit(ev.Event(ev.TASK_REUSED, self.flow, t.stage, t.partition, t.reason, rows=existing.rows))
@@ -335,11 +335,12 @@ class Reconciler:
                  outcomes: Mapping[str, Outcome]) -> tuple[ObjectRecord, bool]:
         """Compute one task under its lease; (object, True) if another process made it meanwhile."""
         assert task.fingerprint is not None, f"task {task} has no fingerprint at execution"
-        with self.leases.hold(f"task:{task.fingerprint}") as waited:
-            if waited:
-                existing = self.meta.object(task.fingerprint)
-                if existing is not None and (not existing.path or _exists(existing.path)):
-                    return existing, True
+        with self.leases.hold(f"task:{task.fingerprint}"):
+            # Look again under the lease: another process may have committed this output
+            # after we planned, whether or not we had to wait for it.
+            existing = self.meta.object(task.fingerprint)
+            if existing is not None and _exists(existing.path):
+                return existing, True
             return self._compute_now(stage, mode, task), False
 
     def _compute_now(self, stage: Any, mode: ModeInfo, task: Task) -> ObjectRecord:
