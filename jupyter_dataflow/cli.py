@@ -13,15 +13,16 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from jupyter_dataflow.core.errors import DataflowError
+from jupyter_dataflow.core.errors import ConfigError, DataflowError
 
 
-def _conf(items: Sequence[str]) -> dict[str, str]:
+def parse_conf(items: Sequence[str]) -> dict[str, str]:
+    """`--conf key=value` options as a dict; a malformed one is a user error."""
     conf = {}
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key:
-            raise DataflowError(f"--conf expects key=value, got {item!r}")
+            raise ConfigError(f"--conf expects key=value, got {item!r}")
         conf[key] = value
     return conf
 
@@ -29,7 +30,7 @@ def _conf(items: Sequence[str]) -> dict[str, str]:
 def _open(args: argparse.Namespace) -> Any:
     from jupyter_dataflow.export.cli import open_for_run
 
-    return open_for_run(args, _conf(args.conf))
+    return open_for_run(args, parse_conf(args.conf))
 
 
 def _table(rows: list[list[str]], header: list[str]) -> str:

@@ -8,23 +8,13 @@ and leaves error handling (exit status 2 for `DataflowError`) to the main CLI.
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from jupyter_dataflow.core.errors import ConfigError
 
 TARGETS = ("spark-pipelines", "bundle", "k8s")
-
-
-def _conf(items: Sequence[str]) -> dict[str, str]:
-    conf = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise ConfigError(f"--conf expects key=value, got {item!r}")
-        conf[key] = value
-    return conf
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -40,7 +30,9 @@ def cmd_export(args: argparse.Namespace) -> int:
         given = [k for k in ("namespace", "image", "schedule", "spark_image", "package") if options[k]]
         if given:
             raise ConfigError(f"--{given[0].replace('_', '-')} applies to --to k8s only")
-    conf = _conf(args.conf)
+    from jupyter_dataflow.cli import parse_conf
+
+    conf = parse_conf(args.conf)
     if source.suffix == ".ipynb":
         if not source.is_file():
             raise ConfigError(f"notebook {str(source)!r} does not exist")
