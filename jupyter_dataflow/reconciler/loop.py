@@ -42,7 +42,7 @@ from jupyter_dataflow.reconciler import events as ev
 from jupyter_dataflow.reconciler.leases import Leases
 from jupyter_dataflow.reconciler.view import MetaView
 from jupyter_dataflow.store import listing as listmod
-from jupyter_dataflow.store.metadata import Metadata, ObjectRecord, Publish, StageState
+from jupyter_dataflow.store.metadata import Metadata, ObjectRecord, Publish, StageState, fault_point
 from jupyter_dataflow.store.objects import ObjectStore
 from jupyter_dataflow.store.objects import exists as objects_exists
 
@@ -361,7 +361,9 @@ class Reconciler:
                                [[i.stage, i.partition, i.version] for i in task.inputs], stage.code(), owner,
                                task.partition, started, time.time())
         else:
+            fault_point("staged", {task.stage})
             path = self.store.publish(staged.path, task.fingerprint)
+            fault_point("published", {task.stage})
             obj = ObjectRecord(task.fingerprint, str(path), staged.rows, staged.bytes, staged.data_version,
                                staged.schema, dict(task.parts),
                                [[i.stage, i.partition, i.version] for i in task.inputs], stage.code(), owner,

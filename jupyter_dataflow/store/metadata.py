@@ -389,12 +389,20 @@ class Metadata:
                        (time.time(), executed, reused, failed, "failed" if failed else "succeeded", run_id))
 
 
-def fault_point(name: str, stages: set[str] | None = None) -> None:
-    """Pause here when JUPYTER_DATAFLOW_FAULT names this point (crash-safety tests).
+_FAULT_HITS: dict[str, int] = {}
+_FAULT_LOCK = threading.Lock()
 
-    The setting is `NAME` or `NAME:STAGE`. Writes `<NAME>.reached` into
-    JUPYTER_DATAFLOW_FAULT_DIR so a test knows when to kill the process; a no-op
-    otherwise.
+
+def fault_point(name: str, stages: set[str] | None = None) -> None:
+    """Stop here when JUPYTER_DATAFLOW_FAULT names this point (crash-safety tests).
+
+    The setting is `NAME` or `NAME:STAGE`; the points are `staged` (a task's output is
+    written to staging, not yet moved), `published` (moved to its content address, not
+    yet recorded) and `commit` (inside the metadata transaction, before COMMIT).
+    JUPYTER_DATAFLOW_FAULT_SKIP=N lets the first N matching hits pass. Writes
+    `<NAME>.reached` into JUPYTER_DATAFLOW_FAULT_DIR, then either sleeps (so a test
+    kills the process from outside) or, with JUPYTER_DATAFLOW_FAULT_ACTION=kill, sends
+    itself SIGKILL on the spot. A no-op when the setting is absent.
     """
     wanted = os.environ.get("JUPYTER_DATAFLOW_FAULT")
     if not wanted:
@@ -402,8 +410,16 @@ def fault_point(name: str, stages: set[str] | None = None) -> None:
     point, _, stage = wanted.partition(":")
     if point != name or (stage and stage not in (stages or set())):
         return
-    folder = Path(os.environ.get("JUPYTER_DATAFLOW_FAULT_DIR", "."))
-    (folder / f"{name}.reached").write_text(str(os.getpid()))
+    with _FAULT_LOCK:
+        hits = _FAULT_HITS[wanted] = _FAULT_HITS.get(wanted, 0) + 1
+        if hits <= int(os.environ.get("JUPYTER_DATAFLOW_FAULT_SKIP", "0")):
+            return
+        folder = Path(os.environ.get("JUPYTER_DATAFLOW_FAULT_DIR", "."))
+        (folder / f"{name}.reached").write_text(str(os.getpid()))
+        if os.environ.get("JUPYTER_DATAFLOW_FAULT_ACTION") == "kill":
+            import signal
+
+            os.kill(os.getpid(), signal.SIGKILL)
     time.sleep(float(os.environ.get("JUPYTER_DATAFLOW_FAULT_SLEEP", "120")))
 
 
