@@ -363,6 +363,13 @@ class Metadata:
             db.execute("INSERT OR REPLACE INTO leases VALUES (?, ?, ?)", (name, owner, now + ttl))
             return None
 
+    def take_over(self, name: str, previous: str, owner: str, ttl: float) -> bool:
+        """Give lease `name` to `owner` if `previous` still holds it (its process is gone)."""
+        with self.transaction() as db:
+            cur = db.execute("UPDATE leases SET owner = ?, expires_at = ? WHERE name = ? AND owner = ?",
+                             (owner, time.time() + ttl, name, previous))
+            return cur.rowcount == 1
+
     def renew(self, owner: str, ttl: float) -> None:
         with self.transaction() as db:
             db.execute("UPDATE leases SET expires_at = ? WHERE owner = ?", (time.time() + ttl, owner))
