@@ -268,7 +268,22 @@ class Flow:
 
     def run(self, stage: str | None = None) -> RunResult:
         """Reconcile the flow (or one stage and its upstream) and return what happened."""
+        self._sweep_staging()
         return self._reconciler().run(stage)
+
+    def _sweep_staging(self) -> None:
+        """Remove what killed or failed writers left in staging, if no reconciler runs now.
+
+        Spares entries touched in the last STAGING_SETTLE seconds: a remote engine may
+        still be finishing a write whose driver died.
+        """
+        import time
+
+        from jupyter_dataflow.store.gc import STAGING_SETTLE, sweep_staging
+
+        with self.leases.hold_if_free(f"flow:{f}" for f in self.meta.flows()) as free:
+            if free:
+                sweep_staging(self.store, time.time() - STAGING_SETTLE)
 
     def subscribe(self, listener: Callable[[ev.Event], None]) -> Callable[[], None]:
         """Receive reconciler events; returns a function that unsubscribes."""

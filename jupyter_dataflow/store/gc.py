@@ -5,10 +5,16 @@ An object is kept while any flow or branch points to it, while it is among the l
 use is younger than the grace period (a reader may still hold a DataFrame over it).
 Rows are deleted first, in one transaction that re-checks references; files after.
 A crash between the two leaves only unreferenced files, which the next gc removes.
+
+Staging directories are written only by a reconciler holding its flow's lease. One
+left behind (a killed process, a failed write) is removed here, and at the start of
+a run, but only while the caller holds the lease of every flow of the home: then no
+writer can be live, whatever the directory's age.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import time
@@ -17,6 +23,9 @@ from pathlib import Path
 
 from jupyter_dataflow.store.metadata import Metadata
 from jupyter_dataflow.store.objects import EXTERNAL, ObjectStore
+
+# A run sweeps staging entries untouched for this long (gc uses its own grace period).
+STAGING_SETTLE = float(os.environ.get("JUPYTER_DATAFLOW_STAGING_SETTLE", "10"))
 
 
 @dataclass
@@ -35,6 +44,41 @@ class GcReport:
 
 def _size(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) if path.exists() else 0
+
+
+def newest_mtime(path: Path) -> float:
+    """The latest modification time in a tree (a live Spark write touches nested files)."""
+    try:
+        newest = path.lstat().st_mtime
+    except FileNotFoundError:
+        return 0.0
+    if path.is_dir() and not path.is_symlink():
+        for p in path.rglob("*"):
+            try:
+                newest = max(newest, p.lstat().st_mtime)
+            except FileNotFoundError:
+                continue  # removed while we looked
+    return newest
+
+
+def sweep_staging(store: ObjectStore, older_than: float, dry_run: bool = False) -> list[tuple[str, int]]:
+    """Remove staging entries untouched since `older_than`; (path, bytes) of each.
+
+    The caller must hold every flow's lease of the home (no reconciler may be writing).
+    """
+    swept = []
+    for staged in sorted(store.staging.iterdir()) if store.staging.exists() else []:
+        if newest_mtime(staged) >= older_than:
+            continue
+        swept.append((str(staged), _size(staged)))
+        if dry_run:
+            continue
+        if staged.is_dir() and not staged.is_symlink():
+            shutil.rmtree(staged, ignore_errors=True)
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(staged)
+    return swept
 
 
 def candidates(meta: Metadata, keep: int, grace: float, now: float) -> list[tuple[str, str, int]]:
@@ -87,10 +131,7 @@ def collect(meta: Metadata, store: ObjectStore, *, keep: int = 1, grace: float =
                 report.bytes += _size(obj)
                 if not dry_run:
                     shutil.rmtree(obj, ignore_errors=True)
-    for staged in sorted(store.staging.iterdir()) if store.staging.exists() else []:
-        if staged.stat().st_mtime < now - grace:
-            report.staging.append(str(staged))
-            report.bytes += _size(staged)
-            if not dry_run:
-                shutil.rmtree(staged, ignore_errors=True) if staged.is_dir() else os.remove(staged)
+    for path, size in sweep_staging(store, now - grace, dry_run):
+        report.staging.append(path)
+        report.bytes += size
     return report
