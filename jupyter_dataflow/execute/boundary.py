@@ -6,17 +6,30 @@ before the JVM stack trace, which helps nobody reading a notebook.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 from jupyter_dataflow.core.errors import DataflowError, StageExecutionError
 
+_PY4J_CALL = re.compile(r"^An error occurred while calling [\w.$]+\.?$")
+
 
 def short_message(err: BaseException, limit: int = 12) -> str:
-    text = str(err) or type(err).__name__
+    full = str(err) or type(err).__name__
+    text = full
     for marker in ("\n\nJVM stacktrace:", "\nJVM stacktrace:", "\n\tat "):
         text = text.split(marker, 1)[0]
     lines = [ln.rstrip() for ln in text.strip().splitlines() if ln.strip()]
+    if type(err).__name__ == "Py4JJavaError":
+        # Which Java method py4j called says nothing to the user; the root cause does
+        # (a malformed value, a header that does not match the schema).
+        lines = [ln.lstrip(": ") for ln in lines if not _PY4J_CALL.match(ln.strip())]
+        causes = re.findall(r"^Caused by: (.+)$", full, re.MULTILINE)
+        if causes and causes[-1].strip() not in "\n".join(lines):
+            lines.append("caused by: " + causes[-1].strip())
+        body = "\n".join(lines[:limit] + (["..."] if len(lines) > limit else []))
+        return body or type(err).__name__
     if len(lines) > limit:
         lines = [*lines[:limit], "..."]
     name = type(err).__name__

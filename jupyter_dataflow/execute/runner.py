@@ -23,7 +23,7 @@ from jupyter_dataflow.core.errors import ExpectationError, SourceError, StageExe
 from jupyter_dataflow.core.fingerprint import digest
 from jupyter_dataflow.core.stage import Sink, Source, Transform
 from jupyter_dataflow.execute.boundary import boundary, short_message
-from jupyter_dataflow.store.listing import SourcePartition
+from jupyter_dataflow.store.listing import SourcePartition, check_unchanged, settle
 from jupyter_dataflow.store.objects import EXTERNAL, Location, ObjectStore, external_path, locate
 
 
@@ -179,15 +179,22 @@ class TaskRunner:
         with boundary(source.name, part.partition):
             if source.format == "parquet":
                 _check_parquet_columns(source.name, part, schema_json)
+            settle(source.name, part)  # a file written moments ago may not be complete yet
             df = self._reader(source, schema_json).load([f.path for f in part.files])
             if source.partition_by:
                 value = part.value
                 lit = F.lit(value).cast(key_type or "string")
                 df = df.withColumn(source.partition_by, lit)
             try:
-                return self.write(df, source.name)
+                staged = self.write(df, source.name)
             except StageExecutionError as err:
                 raise SourceError(f"cannot read partition files: {err.reason}", source.name, part.partition) from err
+            try:
+                check_unchanged(source.name, part)  # a file changed during the read: never a partial copy
+            except SourceError:
+                self.store.discard(staged.path)
+                raise
+            return staged
 
     # transforms -------------------------------------------------------------------
     def run_sql(self, stage: str, sql: str, inputs: Mapping[str, Any]) -> Any:

@@ -4,6 +4,14 @@ A source partition is a Hive-style directory (`date=2024-01-01/`) when the sourc
 a partition key, otherwise a single file. Each file is identified by path, size,
 modification time and, for small files, a content hash, so that a rewrite with the
 same size and time is still seen.
+
+What is not data: hidden files (`.x`, `_x`, `*.tmp`, `*.crc`) and empty (0-byte)
+files, which hold no rows in any format (a 0-byte Parquet file is one still being
+created). What is an error, naming the file: a broken symbolic link, a pipe or other
+non-regular file, a file that cannot be opened. A file still being written is caught
+at ingest: `settle` waits until the partition's files have been quiet for
+JUPYTER_DATAFLOW_SOURCE_SETTLE seconds (default 2), and `check_unchanged` fails the
+partition if any file changed between listing and the end of the read.
 """
 
 from __future__ import annotations
@@ -12,6 +20,7 @@ import fnmatch
 import glob as globmod
 import hashlib
 import os
+import stat
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -93,10 +102,20 @@ def list_files(path: str, stage: str, cache: HashCache | None = None) -> tuple[s
     for p in candidates:
         if _hidden(os.path.basename(p)):
             continue
+        rel = os.path.relpath(os.path.abspath(p), root)
         try:
-            stats.append((os.path.abspath(p), os.stat(p)))
+            st = os.stat(p)
         except FileNotFoundError:
+            if os.path.islink(p):
+                raise SourceError(f"cannot read {rel}: broken symbolic link to {os.readlink(p)!r}", stage) from None
             continue  # removed while listing: the next listing sees it gone
+        except OSError as err:
+            raise SourceError(f"cannot read {rel}: {err.strerror or err}", stage) from err
+        if not stat.S_ISREG(st.st_mode):
+            raise SourceError(f"cannot read {rel}: not a regular file (a pipe, socket or device is not data)", stage)
+        if st.st_size == 0:
+            continue  # no rows in any format; picked up once it has content
+        stats.append((os.path.abspath(p), st))
     small = [a for a, st in stats if st.st_size <= SMALL_FILE]
     cached = cache.file_hashes(small) if cache is not None and small else {}
     fresh_rows = []
@@ -108,7 +127,11 @@ def list_files(path: str, stage: str, cache: HashCache | None = None) -> tuple[s
             if hit and hit[0] == st.st_size and hit[1] == st.st_mtime_ns and st.st_mtime_ns < hit[3] - RACY_NS:
                 digest = hit[2]
             else:
-                digest = _hash(absolute)
+                try:
+                    digest = _hash(absolute)
+                except OSError as err:
+                    rel = os.path.relpath(absolute, root)
+                    raise SourceError(f"cannot read {rel}: {err.strerror or err}", stage) from err
                 fresh_rows.append((absolute, st.st_size, st.st_mtime_ns, digest, time.time_ns()))
         files.append(SourceFile(absolute, os.path.relpath(absolute, root), st.st_size, st.st_mtime_ns, digest))
     if cache is not None and fresh_rows:
@@ -137,3 +160,37 @@ def partitions(path: str, partition_by: str | None, stage: str,
         out.setdefault(pid, []).append(f)
         values[pid] = unquote(value)
     return {pid: SourcePartition(pid, values[pid], tuple(fs)) for pid, fs in sorted(out.items())}
+
+
+def settle_seconds() -> float:
+    return float(os.environ.get("JUPYTER_DATAFLOW_SOURCE_SETTLE", "2"))
+
+
+def settle(stage: str, part: SourcePartition, quiet: float | None = None) -> None:
+    """Before reading a partition: wait until its files have been quiet for `quiet` seconds.
+
+    A file modified moments ago may still be being written. Waits at most `quiet`
+    seconds, then fails the partition (via `check_unchanged`) if any file changed since
+    it was listed, so a half-written file is never read as if complete.
+    """
+    quiet = settle_seconds() if quiet is None else quiet
+    newest = max((f.mtime_ns for f in part.files), default=0) / 1e9
+    wait = newest + quiet - time.time()
+    if wait > 0:
+        time.sleep(min(wait, quiet))
+    check_unchanged(stage, part)
+
+
+def check_unchanged(stage: str, part: SourcePartition) -> None:
+    """Fail the partition if a file was removed or changed since it was listed."""
+    for f in part.files:
+        try:
+            st = os.stat(_local(f.path))
+        except FileNotFoundError:
+            raise SourceError(f"{f.relpath} was removed while the partition was read; the previous version "
+                              "is kept, run again", stage, part.partition) from None
+        if (st.st_size, st.st_mtime_ns) != (f.size, f.mtime_ns):
+            raise SourceError(f"{f.relpath} changed while the partition was read (size {f.size} -> "
+                              f"{st.st_size} bytes): it is still being written; the previous version is kept, "
+                              "run again once the writer has finished (or write to a hidden name and rename)",
+                              stage, part.partition)
