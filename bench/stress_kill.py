@@ -210,6 +210,7 @@ class Trial:
     seconds: float = 0.0
     staging_left: int = 0
     staging_after_run: int = 0
+    committed: str = ""   # per stage after the kill: N (new version) or o (old), in STAGES order
     failures: list[str] = field(default_factory=list)
 
 
@@ -292,8 +293,12 @@ class Bench:
         finally:
             db.close()
 
-    def compare(self, want: dict[str, pd.DataFrame], old: dict[str, pd.DataFrame] | None = None) -> list[str]:
-        """Stages whose committed output is neither `want` nor (if given) `old`."""
+    def compare(self, want: dict[str, pd.DataFrame], old: dict[str, pd.DataFrame] | None = None,
+                seen: dict[str, str] | None = None) -> list[str]:
+        """Stages whose committed output is neither `want` nor (if given) `old`.
+
+        `seen` receives, per stage, which version it holds: "new" or "old".
+        """
         got = committed(self.home)
         wrong = []
         for stage in STAGES:
@@ -302,7 +307,13 @@ class Bench:
                 wrong.append(f"{stage}: no committed output")
                 continue
             rows = canonical(have)
-            if rows != canonical(want[stage]) and (old is None or rows != canonical(old[stage])):
+            if rows == canonical(want[stage]):
+                if seen is not None:
+                    seen[stage] = "new"
+            elif old is not None and rows == canonical(old[stage]):
+                if seen is not None:
+                    seen[stage] = "old"
+            else:
                 wrong.append(f"{stage}: {len(have)} committed rows match neither the old "
                              f"({len(old[stage]) if old else '-'}) nor the new ({len(want[stage])}) version")
         return wrong
@@ -351,7 +362,9 @@ class Bench:
         integrity = self.integrity()                                                   # (a)
         if integrity != "ok":
             t.failures.append(f"integrity_check: {integrity}")
-        t.failures += [f"after the kill, {w}" for w in self.compare(new, old)]          # (b)
+        seen: dict[str, str] = {}
+        t.failures += [f"after the kill, {w}" for w in self.compare(new, old, seen)]    # (b)
+        t.committed = "".join("N" if seen.get(s) == "new" else "o" for s in STAGES)
 
         ran = time.monotonic()
         done = self.run()                                                              # (c)
@@ -387,9 +400,12 @@ def report(trials: list[Trial], startup: float, baseline: float) -> str:
                  f"{sum(not t.killed for t in trials):7d} {sum(bool(t.failures) for t in trials):6d}")
     changes = Counter(t.change.split(" ", 1)[0] for t in trials)
     left = [t for t in trials if t.staging_left]
+    states = Counter(t.committed for t in trials if t.killed)
     lines += [
         "",
         f"source changes: {', '.join(f'{k} x{v}' for k, v in sorted(changes.items()))}",
+        f"versions visible after a kill ({'/'.join(STAGES)}; N new, o old): "
+        + ", ".join(f"{k} x{v}" for k, v in sorted(states.items())),
         f"staging left by a kill: {len(left)} trials; cleaned by the next run itself: "
         f"{sum(1 for t in left if t.staging_after_run == 0)}, by gc: {sum(1 for t in left if t.staging_after_run)}",
         f"engine start {startup:.1f}s, first full run {baseline:.1f}s, "
@@ -423,7 +439,8 @@ def main(argv: list[str] | None = None) -> int:
                 t = bench.trial(i + 1, point)
                 trials.append(t)
                 state = "killed" if t.killed else "ran out"
-                print(f"trial {t.number:3d}  {t.point:9} {t.target:14} {state:8} {t.seconds:5.1f}s  {t.change}"
+                print(f"trial {t.number:3d}  {t.point:9} {t.target:14} {state:8} {t.committed:5} "
+                      f"{t.seconds:5.1f}s  {t.change}"
                       + ("" if not t.failures else "\n    FAILED: " + "\n    FAILED: ".join(t.failures)),
                       flush=True)
         print()
