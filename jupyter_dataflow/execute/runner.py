@@ -19,7 +19,12 @@ from typing import Any
 
 from jupyter_dataflow.core import normalize_py
 from jupyter_dataflow.core import sql as sqlmod
-from jupyter_dataflow.core.errors import ExpectationError, SourceError, StageExecutionError
+from jupyter_dataflow.core.errors import (
+    DataflowError,
+    ExpectationError,
+    SourceError,
+    StageExecutionError,
+)
 from jupyter_dataflow.core.fingerprint import digest
 from jupyter_dataflow.core.stage import Sink, Source, Transform
 from jupyter_dataflow.execute.boundary import boundary, short_message
@@ -37,6 +42,14 @@ class Staged:
     data_version: str
     schema: str
     warnings: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Batch:
+    """Several partitions written by one job: per partition, its staged output or error."""
+
+    staging: Path
+    results: list[Staged | DataflowError]
 
 
 @dataclass(frozen=True)
@@ -74,6 +87,42 @@ def _has_map(dtype: Any, map_type: type) -> bool:
     return any(_has_map(f.dataType, map_type) for f in getattr(dtype, "fields", []))
 
 
+BATCH_COLUMN = "__dataflow_batch"
+
+
+@dataclass(frozen=True)
+class _Measured:
+    """A frame ready to write, observed so the write itself yields its measures."""
+
+    df: Any
+    obs: Any
+    dropped: Any | None
+    schema_json: str
+
+
+def _measure(df: Any, expect: Sequence[str], action: str) -> _Measured:
+    """Attach row count, checksum and expectation counts to `df` (and drop rows for `drop`)."""
+    from pyspark.sql import Observation
+    from pyspark.sql import functions as F
+
+    metrics = [F.count(F.lit(1)).alias("rows"),
+               F.coalesce(F.sum(_hashable(df).cast("decimal(38,0)")), F.lit(0)).alias("checksum")]
+    dropped = None
+    if expect and action == "drop":
+        keep = " AND ".join(f"coalesce(({e}), true)" for e in expect)
+        dropped = Observation(f"dropped_{uuid.uuid4().hex[:8]}")
+        df = df.observe(dropped, F.count_if(~F.expr(keep)).alias("dropped")).filter(F.expr(keep))
+    for i, e in enumerate(expect if action != "drop" else ()):
+        metrics.append(F.count_if(~F.coalesce(F.expr(f"({e})"), F.lit(True))).alias(f"violations_{i}"))
+    obs = Observation(f"write_{uuid.uuid4().hex[:8]}")
+    schema_json = df.schema.json()
+    return _Measured(df.observe(obs, *metrics), obs, dropped, schema_json)
+
+
+def _has_files(path: Path) -> bool:
+    return path.is_dir() and any(path.glob("*.parquet"))
+
+
 def data_version(schema_json: str, rows: int, checksum: Any) -> str:
     """The content version of a written output: its schema, row count and row checksum."""
     return digest(schema_json, str(rows), str(checksum))
@@ -89,6 +138,7 @@ class TaskRunner:
         # Connect resolves them when the plan executes); tasks run on threads at once,
         # so each thread releases only its own.
         self._views = threading.local()
+        _list_on_driver(spark)
 
     # reading ----------------------------------------------------------------------
     def read_objects(self, paths: Sequence[str], schema_json: str | None) -> Any:
@@ -172,19 +222,22 @@ class TaskRunner:
                                      "nullable": True, "metadata": {}})
         return ExternalData(path, rows, sum(f.size for f in part.files), json.dumps(schema))
 
-    def ingest(self, source: Source, part: SourcePartition, schema_json: str, key_type: str | None) -> Staged:
-        """Copy one source partition into the store as Parquet."""
+    def ingest_frame(self, source: Source, part: SourcePartition, schema_json: str, key_type: str | None) -> Any:
+        """One source partition's rows, with its directory key as a column."""
         from pyspark.sql import functions as F
 
+        if source.format == "parquet":
+            _check_parquet_columns(source.name, part, schema_json)
+        settle(source.name, part)  # a file written moments ago may not be complete yet
+        df = self._reader(source, schema_json).load([f.path for f in part.files])
+        if source.partition_by:
+            df = df.withColumn(source.partition_by, F.lit(part.value).cast(key_type or "string"))
+        return df
+
+    def ingest(self, source: Source, part: SourcePartition, schema_json: str, key_type: str | None) -> Staged:
+        """Copy one source partition into the store as Parquet."""
         with boundary(source.name, part.partition):
-            if source.format == "parquet":
-                _check_parquet_columns(source.name, part, schema_json)
-            settle(source.name, part)  # a file written moments ago may not be complete yet
-            df = self._reader(source, schema_json).load([f.path for f in part.files])
-            if source.partition_by:
-                value = part.value
-                lit = F.lit(value).cast(key_type or "string")
-                df = df.withColumn(source.partition_by, lit)
+            df = self.ingest_frame(source, part, schema_json, key_type)
             try:
                 staged = self.write(df, source.name)
             except StageExecutionError as err:
@@ -236,26 +289,61 @@ class TaskRunner:
     def write(self, df: Any, stage: str, expect: Sequence[str] = (), action: str = "fail",
               partition: str = "") -> Staged:
         """Write `df` to a fresh staging directory, measuring it in the same job."""
-        from pyspark.sql import Observation
+        staged = self.store.new_staging(stage)
+        measured = _measure(df, expect, action)
+        measured.df.write.mode("error").parquet(ObjectStore.uri(staged))
+        self.store.verify(staged)
+        return self._finish(measured, staged, stage, expect, action, partition)
+
+    def write_batch(self, frames: Sequence[Any], stage: str, partitions: Sequence[str],
+                    expect: Sequence[str] = (), action: str = "fail") -> Batch:
+        """Write several partitions' outputs in one Spark job, each measured on its own.
+
+        Each frame is a union branch tagged with its position; the job writes them
+        partitioned by that tag, so every branch lands in its own directory holding
+        exactly the files a write of that frame alone would hold. Frames must share a
+        schema. Returns, per frame, its staged output or the error that stops it
+        (a failed expectation); an error of the job itself is raised. The caller
+        publishes the parts, then discards the batch's staging directory.
+        """
         from pyspark.sql import functions as F
 
+        measured = [_measure(df, expect, action) for df in frames]
+        schemas = {m.schema_json for m in measured}
+        if len(schemas) != 1:
+            raise StageExecutionError(stage, "", "partition outputs differ in schema; they cannot share a job")
         staged = self.store.new_staging(stage)
-        warnings: list[str] = []
-        metrics = [F.count(F.lit(1)).alias("rows"),
-                   F.coalesce(F.sum(_hashable(df).cast("decimal(38,0)")), F.lit(0)).alias("checksum")]
-        if expect and action == "drop":
-            keep = " AND ".join(f"coalesce(({e}), true)" for e in expect)
-            dropped = Observation(f"dropped_{uuid.uuid4().hex[:8]}")
-            df = df.observe(dropped, F.count_if(~F.expr(keep)).alias("dropped")).filter(F.expr(keep))
-        else:
-            dropped = None
-        for i, e in enumerate(expect if action != "drop" else ()):
-            metrics.append(F.count_if(~F.coalesce(F.expr(f"({e})"), F.lit(True))).alias(f"violations_{i}"))
-        obs = Observation(f"write_{uuid.uuid4().hex[:8]}")
-        schema_json = df.schema.json()
-        df.observe(obs, *metrics).write.mode("error").parquet(ObjectStore.uri(staged))
-        got = obs.get
+        union = None
+        for i, m in enumerate(measured):
+            tagged = m.df.withColumn(BATCH_COLUMN, F.lit(i))
+            union = tagged if union is None else union.unionByName(tagged)
+        assert union is not None
+        union.write.partitionBy(BATCH_COLUMN).mode("error").parquet(ObjectStore.uri(staged))
+        parts = self.store.split_batch(staged, BATCH_COLUMN, len(frames))
+        results: list[Staged | DataflowError] = []
+        for i, m in enumerate(measured):
+            if not _has_files(parts[i]):  # no rows: Spark made no directory for this branch
+                self._write_empty(m.schema_json, parts[i])
+            try:
+                results.append(self._finish(m, parts[i], stage, expect, action, partitions[i]))
+            except DataflowError as err:
+                results.append(err)
+        return Batch(staged, results)
+
+    def _write_empty(self, schema_json: str, path: Path) -> None:
+        """The output of an empty frame: one Parquet file holding just the schema."""
+        from pyspark.sql.types import StructType
+
+        self.store.discard(path)
+        schema = StructType.fromJson(json.loads(schema_json))
+        self.spark.createDataFrame([], schema).write.mode("error").parquet(ObjectStore.uri(path))
+
+    def _finish(self, measured: _Measured, staged: Path, stage: str, expect: Sequence[str], action: str,
+                partition: str) -> Staged:
+        """Check a written output's expectations and describe it; discard it if it fails."""
+        got = measured.obs.get
         rows = int(got["rows"])
+        warnings: list[str] = []
         for i, e in enumerate(expect if action != "drop" else ()):
             bad = int(got.get(f"violations_{i}", 0))
             if bad:
@@ -265,13 +353,13 @@ class TaskRunner:
                     raise ExpectationError(stage, partition, f"expectation {e!r} failed for {bad} of {rows} rows; "
                                                              f"sample: {sample}")
                 warnings.append(f"expectation {e!r} failed for {bad} of {rows} rows")
-        if dropped is not None:
-            n = int(dropped.get.get("dropped", 0))
+        if measured.dropped is not None:
+            n = int(measured.dropped.get.get("dropped", 0))
             if n:
                 warnings.append(f"dropped {n} rows failing expectations")
-        size = self.store.verify(staged)
-        return Staged(staged, rows, size, data_version(schema_json, rows, got["checksum"]), schema_json,
-                      tuple(warnings))
+        size = self.store.size(staged)
+        return Staged(staged, rows, size, data_version(measured.schema_json, rows, got["checksum"]),
+                      measured.schema_json, tuple(warnings))
 
     def _sample_violations(self, staged: Path, predicate: str, n: int = 5) -> str:
         try:
@@ -301,6 +389,20 @@ class TaskRunner:
         os.replace(tmp, target)
         shutil.rmtree(old, ignore_errors=True)
         return 0
+
+
+DISCOVERY_THRESHOLD = "spark.sql.sources.parallelPartitionDiscovery.threshold"
+
+
+def _list_on_driver(spark: Any) -> None:
+    """List object directories on the driver, not in a Spark job of one task per path.
+
+    A combine or reduce reads one object per partition; past 32 paths Spark would start
+    a listing job costing about a second, more than the read. A value the user set wins.
+    """
+    with contextlib.suppress(Exception):
+        if spark.conf.get(DISCOVERY_THRESHOLD, "32") == "32":
+            spark.conf.set(DISCOVERY_THRESHOLD, "100000")
 
 
 def _check_parquet_columns(stage: str, part: SourcePartition, schema_json: str) -> None:

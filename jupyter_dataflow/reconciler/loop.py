@@ -9,6 +9,7 @@ downstream of it are skipped, unrelated branches finish.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -25,7 +26,7 @@ from jupyter_dataflow.core.errors import (
 )
 from jupyter_dataflow.core.graph import Graph
 from jupyter_dataflow.core.stage import Sink, Source, Transform
-from jupyter_dataflow.execute.runner import ExternalData
+from jupyter_dataflow.execute.runner import ExternalData, Staged
 from jupyter_dataflow.plan.planner import (
     OUTPUT,
     PARTIAL,
@@ -255,6 +256,15 @@ class Reconciler:
         if sp.fresh:
             self.bus.emit(ev.Event(ev.STAGE_FINISHED, self.flow, name, state="fresh"))
             return self._committed_outcome(name, key, view)
+        waiting = self._without_data(stage)
+        if waiting:
+            # Nothing has ever arrived upstream (an empty source): there is no schema to
+            # compute with. Not a failure; the stage runs once data lands.
+            why = f"waiting for data: {', '.join(waiting)} has none yet"
+            result.skipped.append(Task(name, "", "waiting", OUTPUT, why))
+            self.bus.emit(ev.Event(ev.TASK_SKIPPED, self.flow, name, reason="waiting", detail=why))
+            self.bus.emit(ev.Event(ev.STAGE_FINISHED, self.flow, name, state="waiting", detail=why))
+            return self._committed_outcome(name, key, view)
         publishes: list[Publish] = []
         if mode.mode == "partial":
             partial_tasks = [t for t in sp.tasks if t.role == PARTIAL]
@@ -281,6 +291,15 @@ class Reconciler:
         changed = frozenset(p.partition for p in publishes if p.role == OUTPUT)
         self.bus.emit(ev.Event(ev.STAGE_FINISHED, self.flow, name, state="fresh", total=len(publishes)))
         return Outcome(key, out_version, lambda: dict(versions), changed, out_version)
+
+    def _without_data(self, stage: Any) -> list[str]:
+        """Inputs of `stage` that never produced any output, in this flow or another."""
+        if isinstance(stage, Source):
+            return []
+        names = sorted({self.graph.resolve(i) for i in stage.inputs})
+        return [n for n in names if not self.meta.query(
+            "SELECT 1 FROM current WHERE flow = ? AND stage = ? AND role = ? LIMIT 1", (self.flow, n, OUTPUT))
+            and self.meta.last_schema(n) is None]
 
     def _ensure_schema(self, stage: Source, parts: Mapping[str, listmod.SourcePartition]) -> None:
         def_hash = stage.definition_hash()
@@ -309,27 +328,41 @@ class Reconciler:
                 continue
             todo.append(t)
             self.bus.emit(ev.Event(ev.TASK_QUEUED, self.flow, t.stage, t.partition, t.reason, t.cause))
-        futures = [(t, pool.submit(self._compute, stage, mode, t, outcomes)) for t in todo]
-        for t, fut in futures:
-            try:
-                obj, reused = fut.result()
-            except DataflowError as err:
-                errors.append(err)
-                result.failed.append(t)
-                self.bus.emit(ev.Event(ev.TASK_FAILED, self.flow, t.stage, t.partition, t.reason, str(err),
-                                       state="failed"))
-                continue
-            publishes.append(Publish(t.stage, t.role, t.partition, obj, t.reason))
-            if reused:
-                result.reused.append(t)
-                self.bus.emit(ev.Event(ev.TASK_REUSED, self.flow, t.stage, t.partition, t.reason, rows=obj.rows))
-                continue
-            result.executed.append(t)
-            self.bus.emit(ev.Event(ev.TASK_COMMITTED, self.flow, t.stage, t.partition, t.reason, rows=obj.rows,
-                                   seconds=obj.finished_at - obj.started_at))
+        from jupyter_dataflow.reconciler.compute import batchable
+
+        batch = [t for t in todo if batchable(stage, mode, t)] if len(todo) > 1 else []
+        batched = {id(t) for t in batch}
+        futures = [pool.submit(self._compute_one, stage, mode, t, outcomes) for t in todo if id(t) not in batched]
+        futures += [pool.submit(self._compute_batch, stage, mode, batch[i:i + BATCH_SIZE])
+                    for i in range(0, len(batch), BATCH_SIZE)]
+        for fut in futures:
+            for t, obj, reused in fut.result():
+                if isinstance(obj, DataflowError):
+                    errors.append(obj)
+                    result.failed.append(t)
+                    self.bus.emit(ev.Event(ev.TASK_FAILED, self.flow, t.stage, t.partition, t.reason, str(obj),
+                                           state="failed"))
+                    continue
+                publishes.append(Publish(t.stage, t.role, t.partition, obj, t.reason))
+                if reused:
+                    result.reused.append(t)
+                    self.bus.emit(ev.Event(ev.TASK_REUSED, self.flow, t.stage, t.partition, t.reason,
+                                           rows=obj.rows))
+                    continue
+                result.executed.append(t)
+                self.bus.emit(ev.Event(ev.TASK_COMMITTED, self.flow, t.stage, t.partition, t.reason, rows=obj.rows,
+                                       seconds=obj.finished_at - obj.started_at))
         if errors:
             raise errors[0]
         return publishes
+
+    def _compute_one(self, stage: Any, mode: ModeInfo, task: Task,
+                     outcomes: Mapping[str, Outcome]) -> list[tuple[Task, ObjectRecord | DataflowError, bool]]:
+        try:
+            obj, reused = self._compute(stage, mode, task, outcomes)
+        except DataflowError as err:
+            return [(task, err, False)]
+        return [(task, obj, reused)]
 
     def _compute(self, stage: Any, mode: ModeInfo, task: Task,
                  outcomes: Mapping[str, Outcome]) -> tuple[ObjectRecord, bool]:
@@ -343,30 +376,79 @@ class Reconciler:
                 return existing, True
             return self._compute_now(stage, mode, task), False
 
+    def _compute_batch(self, stage: Any, mode: ModeInfo,
+                       tasks: list[Task]) -> list[tuple[Task, ObjectRecord | DataflowError, bool]]:
+        """Compute several partitions of a stage in one Spark job, under all their leases.
+
+        If the job fails, the partitions are computed one by one, so each error is
+        attributed to its partition (and the others still count as done).
+        """
+        from jupyter_dataflow.reconciler.compute import compute_batch
+
+        done: list[tuple[Task, ObjectRecord | DataflowError, bool]] = []
+        with contextlib.ExitStack() as held:
+            for fp in sorted({t.fingerprint for t in tasks if t.fingerprint}):
+                held.enter_context(self.leases.hold(f"task:{fp}"))
+            todo = []
+            for t in tasks:
+                assert t.fingerprint is not None, f"task {t} has no fingerprint at execution"
+                existing = self.meta.object(t.fingerprint)
+                if existing is not None and _exists(existing.path):
+                    done.append((t, existing, True))
+                else:
+                    todo.append(t)
+            if not todo:
+                return done
+            for t in todo:
+                self.bus.emit(ev.Event(ev.TASK_STARTED, self.flow, t.stage, t.partition, t.reason))
+            started = time.time()
+            try:
+                batch = compute_batch(self, stage, mode, todo)
+            except ConfigError:
+                raise
+            except DataflowError:
+                return done + [self._attempt(stage, mode, t) for t in todo]
+            try:
+                for t, staged in zip(todo, batch.results, strict=True):
+                    if isinstance(staged, DataflowError):
+                        done.append((t, staged, False))
+                    else:
+                        done.append((t, self._record(stage, t, staged, started), False))
+            finally:
+                self.store.discard(batch.staging)
+        return done
+
+    def _attempt(self, stage: Any, mode: ModeInfo, task: Task) -> tuple[Task, ObjectRecord | DataflowError, bool]:
+        try:
+            return task, self._compute_now(stage, mode, task), False
+        except DataflowError as err:
+            return task, err, False
+
     def _compute_now(self, stage: Any, mode: ModeInfo, task: Task) -> ObjectRecord:
         from jupyter_dataflow.reconciler.compute import compute_task
 
-        assert task.fingerprint is not None
         self.bus.emit(ev.Event(ev.TASK_STARTED, self.flow, task.stage, task.partition, task.reason))
         started = time.time()
-        staged = compute_task(self, stage, mode, task)
+        return self._record(stage, task, compute_task(self, stage, mode, task), started)
+
+    def _record(self, stage: Any, task: Task, staged: Staged | ExternalData | None, started: float) -> ObjectRecord:
+        """Publish a task's staged output under its fingerprint and record the object."""
+        assert task.fingerprint is not None
         owner = task.stage + PARTIAL_SUFFIX if task.role == PARTIAL else task.stage
+        inputs = [[i.stage, i.partition, i.version] for i in task.inputs]
         if isinstance(staged, ExternalData):
             obj = ObjectRecord(task.fingerprint, staged.path, staged.rows, staged.bytes, task.fingerprint,
-                               staged.schema, dict(task.parts),
-                               [[i.stage, i.partition, i.version] for i in task.inputs], stage.code(), owner,
+                               staged.schema, dict(task.parts), inputs, stage.code(), owner,
                                task.partition, started, time.time())
         elif staged is None:  # sinks write outside the store
             obj = ObjectRecord(task.fingerprint, "", 0, 0, task.fingerprint, "{}", dict(task.parts),
-                               [[i.stage, i.partition, i.version] for i in task.inputs], stage.code(), owner,
-                               task.partition, started, time.time())
+                               inputs, stage.code(), owner, task.partition, started, time.time())
         else:
             fault_point("staged", {task.stage})
             path = self.store.publish(staged.path, task.fingerprint)
             fault_point("published", {task.stage})
             obj = ObjectRecord(task.fingerprint, str(path), staged.rows, staged.bytes, staged.data_version,
-                               staged.schema, dict(task.parts),
-                               [[i.stage, i.partition, i.version] for i in task.inputs], stage.code(), owner,
+                               staged.schema, dict(task.parts), inputs, stage.code(), owner,
                                task.partition, started, time.time())
         self.meta.add_object(obj)
         return obj
@@ -377,3 +459,4 @@ def _exists(path: str) -> bool:
 
 
 PARTIAL_SUFFIX = "#partial"
+BATCH_SIZE = 100  # partitions per Spark job: enough to amortise a job, small enough to plan fast

@@ -82,6 +82,25 @@ class ObjectStore:
             raise CommitError(f"staged output {staged} is incomplete (no _SUCCESS marker)")
         return sum(p.stat().st_size for p in staged.rglob("*.parquet"))
 
+    @staticmethod
+    def size(staged: Path) -> int:
+        return sum(p.stat().st_size for p in staged.rglob("*.parquet"))
+
+    def split_batch(self, staged: Path, column: str, count: int) -> dict[int, Path]:
+        """Verify a write partitioned by `column` (values 0..count-1); its parts, each complete.
+
+        Every part gets its own `_SUCCESS` marker, so it verifies and publishes like a
+        write of its own. A part with no rows has no directory: create it empty.
+        """
+        self.verify(staged)
+        parts = {}
+        for i in range(count):
+            part = staged / f"{column}={i}"
+            part.mkdir(exist_ok=True)
+            (part / "_SUCCESS").touch()
+            parts[i] = part
+        return parts
+
     def publish(self, staged: Path, fingerprint: str) -> Path:
         """Move a verified staged output to its content address (atomic rename)."""
         target = self.object_path(fingerprint)
