@@ -11,6 +11,9 @@ import pytest
 
 os.environ.setdefault("PYSPARK_PYTHON", os.sys.executable)  # type: ignore[attr-defined]
 os.environ.setdefault("TZ", "UTC")
+# Test files are complete before any run reads them: no waiting for young files to
+# settle (the policy has its own tests, which set this themselves).
+os.environ.setdefault("JUPYTER_DATAFLOW_SOURCE_SETTLE", "0")
 
 
 @pytest.fixture(scope="session")
