@@ -14,7 +14,6 @@ import threading
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from jupyter_dataflow.core import normalize_py
@@ -31,7 +30,7 @@ from jupyter_dataflow.store.objects import EXTERNAL, Location, ObjectStore, exte
 class Staged:
     """A complete, verified output waiting to be published."""
 
-    path: Path
+    path: str          # a local path or a URI under the store root
     rows: int
     bytes: int
     data_version: str
@@ -102,7 +101,7 @@ class TaskRunner:
         frames = []
         if own:
             reader = self.spark.read if schema is None else self.spark.read.schema(schema)
-            frames.append(reader.parquet(*[ObjectStore.uri(Path(p)) for p in own]))
+            frames.append(reader.parquet(*[ObjectStore.uri(p) for p in own]))
         for p in paths:
             if p.startswith(EXTERNAL):
                 frames.append(self._read_external(locate(p), schema))
@@ -273,7 +272,7 @@ class TaskRunner:
         return Staged(staged, rows, size, data_version(schema_json, rows, got["checksum"]), schema_json,
                       tuple(warnings))
 
-    def _sample_violations(self, staged: Path, predicate: str, n: int = 5) -> str:
+    def _sample_violations(self, staged: str, predicate: str, n: int = 5) -> str:
         try:
             df = self.spark.read.parquet(ObjectStore.uri(staged))
             rows = df.filter(f"NOT coalesce(({predicate}), true)").limit(n).collect()
