@@ -222,6 +222,11 @@ class Flow:
         """Where this home keeps its data: a local path or a URI."""
         return self.store.root
 
+    @property
+    def exported_store(self) -> str | None:
+        """The store root an export records: None for the home's default `<home>/store`."""
+        return None if self.store.root == default_store(self.home) else self.store.root
+
     def _task_runner(self) -> Any:
         if self._runner is None:
             from jupyter_dataflow.execute.runner import TaskRunner
