@@ -188,29 +188,38 @@ class HadoopFS:
         fs, p = self._fs(path)
         return bool(fs.exists(p))
 
-    def _entry(self, status: Any) -> Entry:
-        path = str(status.getPath().toString())
-        is_dir = bool(status.isDirectory())
-        return Entry(path, basename(path), is_dir, 0 if is_dir else int(status.getLen()),
-                     int(status.getModificationTime()) / 1000.0)
+    def _entries(self, path: str, statuses: Any, suffix: str = "") -> list[Entry]:
+        """Entries under `path`, spelled like `path` (Hadoop says `file:/x` for `file:///x`)."""
+        fs, p = self._fs(path)
+        prefix = str(fs.makeQualified(p).toString()).rstrip("/")
+        out = []
+        for status in statuses:
+            full = str(status.getPath().toString())
+            if full.startswith(prefix + "/"):
+                full = path.rstrip("/") + full[len(prefix):]
+            name = basename(full)
+            if not name.endswith(suffix):
+                continue
+            is_dir = bool(status.isDirectory())
+            out.append(Entry(full, name, is_dir, 0 if is_dir else int(status.getLen()),
+                             int(status.getModificationTime()) / 1000.0))
+        return sorted(out, key=lambda e: e.path)
 
     def listdir(self, path: str) -> list[Entry]:
         fs, p = self._fs(path)
         if not fs.exists(p):
             return []
-        return sorted((self._entry(s) for s in fs.listStatus(p)), key=lambda e: e.name)
+        return self._entries(path, fs.listStatus(p))
 
     def files(self, path: str, suffix: str = "") -> list[Entry]:
         fs, p = self._fs(path)
         if not fs.exists(p):
             return []
         it = fs.listFiles(p, True)
-        out = []
+        statuses = []
         while it.hasNext():
-            entry = self._entry(it.next())
-            if entry.name.endswith(suffix):
-                out.append(entry)
-        return sorted(out, key=lambda e: e.path)
+            statuses.append(it.next())
+        return self._entries(path, statuses, suffix)
 
     def size(self, path: str) -> int:
         fs, p = self._fs(path)
