@@ -70,7 +70,10 @@ def test_example_flow_on_a_uri_root_runs_reruns_nothing_and_gc_frees_there(
         spark.range(5).write.parquet(crashed)
         os.remove(shared / "staging" / "daily-crashed" / "_SUCCESS")
         old_time = time.time() - 7200
-        os.utime(shared / "staging" / "daily-crashed", (old_time, old_time))
+        for folder, _dirs, names in os.walk(shared / "staging" / "daily-crashed"):
+            for name in names:
+                os.utime(os.path.join(folder, name), (old_time, old_time))
+            os.utime(folder, (old_time, old_time))
         fresh = shared / "staging" / "daily-running"
         fresh.mkdir()
 
