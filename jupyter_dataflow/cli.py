@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from collections.abc import Sequence
 from typing import Any
 
 from jupyter_dataflow.core.errors import ConfigError, DataflowError
+
+STORE_ENV = "DATAFLOW_STORE"
 
 
 def parse_conf(items: Sequence[str]) -> dict[str, str]:
@@ -119,6 +122,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--flow", default="default", help="flow or branch name (default 'default')")
         p.add_argument("--spark", default=None, help="local[*], spark://host:port, sc://host:port or k8s://...")
         p.add_argument("--conf", action="append", default=[], metavar="KEY=VALUE", help="Spark setting")
+        p.add_argument("--store", default=os.environ.get(STORE_ENV) or None, metavar="URI_OR_PATH",
+                       help="data store root, e.g. s3a://bucket/prefix (default: the home's recorded root, "
+                            f"<home>/store for a new home; or ${STORE_ENV})")
 
     p = sub.add_parser("status", help="state of every stage")
     common(p)

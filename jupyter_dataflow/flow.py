@@ -31,7 +31,7 @@ from jupyter_dataflow.reconciler import events as ev
 from jupyter_dataflow.reconciler.leases import Leases
 from jupyter_dataflow.reconciler.loop import Reconciler, RunResult
 from jupyter_dataflow.store.metadata import Metadata
-from jupyter_dataflow.store.objects import ObjectStore, locate
+from jupyter_dataflow.store.objects import ObjectStore
 
 DEFAULT_HOME = ".dataflow"
 DEFAULT_FLOW = "default"
@@ -74,6 +74,31 @@ class Change:
         return text
 
 
+def default_store(home: Path) -> str:
+    """The data store root of a home that was given none: `<home>/store`."""
+    return str(home / "store")
+
+
+def _store_root(meta: Metadata, home: Path, store: str | None) -> str:
+    """The home's store root: recorded the first time, and never silently changed after."""
+    from jupyter_dataflow.store.fs import is_uri, normalize_root
+
+    wanted = normalize_root(store) if store is not None and store.strip() else None
+    stored = meta.store_root()
+    if stored is None:
+        # A home made before roots were recorded keeps its objects under <home>/store.
+        # A root inside the home is recorded relative to it, so the home can be moved.
+        root = wanted or default_store(home)
+        inside = not is_uri(root) and Path(root).is_relative_to(home)
+        stored = meta.record_store_root(str(Path(root).relative_to(home)) if inside else root)
+    recorded = stored if is_uri(stored) else str(home / stored)
+    if wanted is not None and wanted != recorded:
+        raise ConfigError(f"home {str(home)!r} keeps its data in {recorded!r}, not {wanted!r}: its stored "
+                          f"outputs are recorded there. Open it without a store setting (or with "
+                          f"store={recorded!r}), or use another home for another store root")
+    return recorded
+
+
 def _when(ts: float | None) -> str | None:
     if ts is None:
         return None
@@ -95,7 +120,8 @@ def list_flows(home: str | os.PathLike[str] = DEFAULT_HOME) -> list[str]:
 class Flow:
     """A named dataflow inside a home directory."""
 
-    def __init__(self, home: Path, name: str, spark: Any, conf: Mapping[str, str] | None) -> None:
+    def __init__(self, home: Path, name: str, spark: Any, conf: Mapping[str, str] | None,
+                 store: str | None = None) -> None:
         self.home = home
         self.name = name
         self._spark_setting = spark
@@ -103,7 +129,12 @@ class Flow:
         self._session: Any = None
         self._session_lock = threading.Lock()
         self.meta = Metadata(home / "metadata.db")
-        self.store = ObjectStore(home / "store")
+        try:
+            root = _store_root(self.meta, home, store)
+        except BaseException:
+            self.meta.close()
+            raise
+        self.store = ObjectStore(root, self._store_fs)
         self.events = ev.EventBus()
         self.meta.ensure_flow(name)
         self._graph = self._load_graph()
@@ -116,8 +147,22 @@ class Flow:
     # opening ----------------------------------------------------------------------
     @classmethod
     def open(cls, home: str | os.PathLike[str] = DEFAULT_HOME, name: str = DEFAULT_FLOW,
-             spark: Any = None, conf: Mapping[str, str] | None = None) -> Flow:
-        """Open (or create) flow `name` in `home`. `spark`: a URL or a SparkSession."""
+             spark: Any = None, conf: Mapping[str, str] | None = None, store: str | None = None) -> Flow:
+        """Open (or create) flow `name` in `home`.
+
+        Args:
+            home: the home directory (metadata database; by default also the data store).
+            name: the flow or branch name.
+            spark: an engine URL or a SparkSession.
+            conf: Spark settings.
+            store: the data store root: a path, or a URI every executor can reach
+                (`s3a://bucket/prefix`, `hdfs://...`, `file:///mnt/shared/...`). A new home
+                records it (default `<home>/store`); None reopens a home with its recorded
+                root, and a different root is refused.
+
+        Raises:
+            ConfigError: a bad setting, or `store` differs from the home's recorded root.
+        """
         check_name(name, "flow")
         if spark is not None and not isinstance(spark, str) and not hasattr(spark, "sql"):
             raise ConfigError(f"spark must be an engine URL or a SparkSession, got {type(spark).__name__}")
@@ -128,7 +173,9 @@ class Flow:
         path = Path(home).expanduser().absolute()
         if path.exists() and not path.is_dir():
             raise ConfigError(f"home {str(path)!r} exists and is not a directory")
-        return cls(path, name, spark, conf)
+        if store is not None and not isinstance(store, (str, os.PathLike)):
+            raise ConfigError(f"store must be a path or a URI, got {type(store).__name__}")
+        return cls(path, name, spark, conf, os.fspath(store) if store is not None else None)
 
     def _load_graph(self) -> Graph:
         stages: dict[str, Stage] = {}
@@ -163,6 +210,22 @@ class Flow:
                 else:
                     self._session = setting
             return self._session
+
+    def _store_fs(self) -> Any:
+        """The filesystem of a URI store root: Hadoop's through the session, or pyarrow's on Connect."""
+        from jupyter_dataflow.store.fs import for_root
+
+        return for_root(self.store.root, self.spark)
+
+    @property
+    def store_root(self) -> str:
+        """Where this home keeps its data: a local path or a URI."""
+        return self.store.root
+
+    @property
+    def exported_store(self) -> str | None:
+        """The store root an export records: None for the home's default `<home>/store`."""
+        return None if self.store.root == default_store(self.home) else self.store.root
 
     def _task_runner(self) -> Any:
         if self._runner is None:
@@ -259,7 +322,8 @@ class Flow:
         if name in self.meta.flows():
             raise StageDefinitionError(f"a flow or branch named {name!r} already exists")
         self.meta.copy_flow(self.name, name)
-        return Flow(self.home, name, self._spark_setting if self._session is None else self._session, self._conf)
+        return Flow(self.home, name, self._spark_setting if self._session is None else self._session, self._conf,
+                    self.store.root)
 
     # reconciling ------------------------------------------------------------------
     def plan(self, stage: str | None = None) -> Plan:
@@ -333,6 +397,7 @@ class Flow:
         exactly what Spark would answer, Spark otherwise. Returns a `QueryResult`
         (`.arrow`, `.to_pandas()`, `.engine`, `.seconds`, `.reason`)."""
         from jupyter_dataflow.query.dispatch import answer
+        from jupyter_dataflow.store.fs import is_uri
         from jupyter_dataflow.store.objects import EXTERNAL
 
         refs = self._query_stages(sql)
@@ -344,7 +409,9 @@ class Flow:
             paths, schema = self._paths(name)
             if not paths and schema is None:
                 raise DataflowError(f"stage {name!r} has no committed output yet; run the flow first")
-            stage_paths[ref] = None if not paths or any(p.startswith(EXTERNAL) for p in paths) else paths
+            # DuckDB reads plain local objects only; external sources and URI roots go to Spark.
+            stage_paths[ref] = None if not paths or any(p.startswith(EXTERNAL) or is_uri(p) for p in paths) \
+                else paths
 
         def on_spark(limit: int | None) -> Any:
             df = self.query(sql)
@@ -483,6 +550,8 @@ class Flow:
         """Committed records as pyarrow RecordBatches, read from Parquet without Spark."""
         import pyarrow.parquet as pq
 
+        from jupyter_dataflow.store.fs import open_input
+
         name = self._graph.resolve(stage)
         current = self.meta.current(self.name, name, OUTPUT)
         if partition is not None:
@@ -492,20 +561,24 @@ class Flow:
             o = objects.get(c.fingerprint)
             if o is None:
                 continue
-            loc = locate(o.path)
+            loc = self.store.locate(o.path)
             for f in loc.files:
-                for batch in pq.ParquetFile(f).iter_batches(batch_size=batch_size):
-                    yield _with_constants(batch, loc.constants)
+                with open_input(f) as handle:
+                    for batch in pq.ParquetFile(handle).iter_batches(batch_size=batch_size):
+                        yield _with_constants(batch, loc.constants)
 
     def arrow_schema(self, stage: str) -> Any:
         import pyarrow as pa
         import pyarrow.parquet as pq
 
+        from jupyter_dataflow.store.fs import open_input
+
         name = self._graph.resolve(stage)
         for path in self._paths(name)[0]:
-            loc = locate(path)
+            loc = self.store.locate(path)
             for f in loc.files:
-                schema = pq.read_schema(f)
+                with open_input(f) as handle:
+                    schema = pq.read_schema(handle)
                 for column, _value, spark_type in loc.constants:
                     schema = schema.append(pa.field(column, _constant_array(None, spark_type, 0).type))
                 return schema

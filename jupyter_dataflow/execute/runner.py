@@ -14,7 +14,6 @@ import threading
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from jupyter_dataflow.core import normalize_py
@@ -36,7 +35,7 @@ from jupyter_dataflow.store.objects import EXTERNAL, Location, ObjectStore, exte
 class Staged:
     """A complete, verified output waiting to be published."""
 
-    path: Path
+    path: str          # a local path or a URI under the store root
     rows: int
     bytes: int
     data_version: str
@@ -48,7 +47,7 @@ class Staged:
 class Batch:
     """Several partitions written by one job: per partition, its staged output or error."""
 
-    staging: Path
+    staging: str
     results: list[Staged | DataflowError]
 
 
@@ -119,10 +118,6 @@ def _measure(df: Any, expect: Sequence[str], action: str) -> _Measured:
     return _Measured(df.observe(obs, *metrics), obs, dropped, schema_json)
 
 
-def _has_files(path: Path) -> bool:
-    return path.is_dir() and any(path.glob("*.parquet"))
-
-
 def data_version(schema_json: str, rows: int, checksum: Any) -> str:
     """The content version of a written output: its schema, row count and row checksum."""
     return digest(schema_json, str(rows), str(checksum))
@@ -152,7 +147,7 @@ class TaskRunner:
         frames = []
         if own:
             reader = self.spark.read if schema is None else self.spark.read.schema(schema)
-            frames.append(reader.parquet(*[ObjectStore.uri(Path(p)) for p in own]))
+            frames.append(reader.parquet(*[ObjectStore.uri(p) for p in own]))
         for p in paths:
             if p.startswith(EXTERNAL):
                 frames.append(self._read_external(locate(p), schema))
@@ -322,7 +317,7 @@ class TaskRunner:
         parts = self.store.split_batch(staged, BATCH_COLUMN, len(frames))
         results: list[Staged | DataflowError] = []
         for i, m in enumerate(measured):
-            if not _has_files(parts[i]):  # no rows: Spark made no directory for this branch
+            if not self.store.has_data(parts[i]):  # no rows: Spark made no directory for this branch
                 self._write_empty(m.schema_json, parts[i])
             try:
                 results.append(self._finish(m, parts[i], stage, expect, action, partitions[i]))
@@ -330,7 +325,7 @@ class TaskRunner:
                 results.append(err)
         return Batch(staged, results)
 
-    def _write_empty(self, schema_json: str, path: Path) -> None:
+    def _write_empty(self, schema_json: str, path: str) -> None:
         """The output of an empty frame: one Parquet file holding just the schema."""
         from pyspark.sql.types import StructType
 
@@ -338,7 +333,7 @@ class TaskRunner:
         schema = StructType.fromJson(json.loads(schema_json))
         self.spark.createDataFrame([], schema).write.mode("error").parquet(ObjectStore.uri(path))
 
-    def _finish(self, measured: _Measured, staged: Path, stage: str, expect: Sequence[str], action: str,
+    def _finish(self, measured: _Measured, staged: str, stage: str, expect: Sequence[str], action: str,
                 partition: str) -> Staged:
         """Check a written output's expectations and describe it; discard it if it fails."""
         got = measured.obs.get
@@ -361,7 +356,7 @@ class TaskRunner:
         return Staged(staged, rows, size, data_version(measured.schema_json, rows, got["checksum"]),
                       measured.schema_json, tuple(warnings))
 
-    def _sample_violations(self, staged: Path, predicate: str, n: int = 5) -> str:
+    def _sample_violations(self, staged: str, predicate: str, n: int = 5) -> str:
         try:
             df = self.spark.read.parquet(ObjectStore.uri(staged))
             rows = df.filter(f"NOT coalesce(({predicate}), true)").limit(n).collect()

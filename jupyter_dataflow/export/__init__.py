@@ -57,9 +57,12 @@ def export_flow(flow: Any, directory: str | os.PathLike[str], to: str = "bundle"
     """Export an open `Flow` (see `write` for the options).
 
     Relative source and sink paths resolve, as in the flow, against the folder that
-    contains its home.
+    contains its home. The flow's store root is recorded when it is not the home's
+    default `<home>/store`; `store=` records another one.
     """
-    spec = build(flow.graph, flow.name, spark=spark, conf=conf, data_root=flow.home.parent)
+    store = options.pop("store", None)
+    spec = build(flow.graph, flow.name, spark=spark, conf=conf, data_root=flow.home.parent,
+                 store=_store(store if store is not None else flow.exported_store))
     return write(spec, directory, to, **_target_options(to, options))
 
 
@@ -87,6 +90,11 @@ def export_notebook(notebook: str | os.PathLike[str], directory: str | os.PathLi
     spec = nbmod.read(notebook, name)
     if spark is not None or conf:
         spec = build_like(spec, spark=spark, conf=conf)
+    store = options.pop("store", None)
+    if store is not None:
+        from dataclasses import replace
+
+        spec = replace(spec, store=_store(store))
     return write(spec, directory, to, **_target_options(to, options))
 
 
@@ -100,6 +108,19 @@ def build_like(spec: FlowSpec, *, spark: str | None, conf: dict[str, str] | None
     others = tuple(r for r in spec.secrets if r.where != "spark conf")
     return replace(spec, spark=spark if spark is not None else spec.spark, conf=merged,
                    secrets=tuple(refs) + others)
+
+
+def _store(root: str | None) -> str | None:
+    """A store root as recorded in an export (checked and normalized)."""
+    if root is None or to_str(root).strip() == "":
+        return None
+    from jupyter_dataflow.store.fs import normalize_root
+
+    return normalize_root(to_str(root))
+
+
+def to_str(value: Any) -> str:
+    return os.fspath(value) if isinstance(value, os.PathLike) else str(value)
 
 
 def _target_options(to: str, options: dict[str, Any]) -> dict[str, Any]:

@@ -46,6 +46,7 @@ def flow_document(spec: FlowSpec) -> dict[str, Any]:
         "version": VERSION,
         "flow": spec.name,
         "engine": {"spark": spec.spark, "conf": dict(sorted(spec.conf.items()))},
+        "store": spec.store,
         "paths": "relative source and sink paths resolve against the folder that contains the home",
         "secrets": [{"where": r.where, "key": r.key, "env": r.env} for r in spec.secrets],
         "stages": [{"name": s.name, "kind": s.kind, "mode": s.mode, "inputs": list(s.inputs),
@@ -119,6 +120,15 @@ def readme(spec: FlowSpec) -> str:
         ]
     else:
         lines.append("Every source and sink path is absolute or a URI; they are used as they are.")
+    lines += ["", "## Data store", ""]
+    if spec.store:
+        lines += [f"Outputs are stored under `{spec.store}` (override with `--store`). Every executor",
+                  "must reach it; the home (metadata database) records it on the first run and refuses",
+                  "another root afterwards."]
+    else:
+        lines += ["Outputs are stored in the home (`<home>/store`). On a cluster, give a root every",
+                  "executor can reach: `--store s3a://BUCKET/PREFIX` (or `hdfs://...`, or a shared",
+                  "`file:///mnt/...`), the same on every run."]
     lines += ["", "## Engine", ""]
     lines.append(f"Exported engine: `{spec.spark}` (override with `--spark`)." if spec.spark
                  else "No engine recorded: local Spark unless `--spark` says otherwise.")
@@ -182,14 +192,14 @@ def read(directory: Path) -> dict[str, Any]:
 
 def open_bundle(directory: str | os.PathLike[str], *, home: str | os.PathLike[str] | None = None,
                 name: str | None = None, spark: Any = None, conf: Mapping[str, str] | None = None,
-                data_root: str | os.PathLike[str] | None = None) -> Any:
+                data_root: str | os.PathLike[str] | None = None, store: str | None = None) -> Any:
     """Load a bundle into a home and return the open `Flow` (see `load`)."""
-    return load(directory, home=home, name=name, spark=spark, conf=conf, data_root=data_root)[0]
+    return load(directory, home=home, name=name, spark=spark, conf=conf, data_root=data_root, store=store)[0]
 
 
 def load(directory: str | os.PathLike[str], *, home: str | os.PathLike[str] | None = None,
          name: str | None = None, spark: Any = None, conf: Mapping[str, str] | None = None,
-         data_root: str | os.PathLike[str] | None = None) -> tuple[Any, LoadReport]:
+         data_root: str | os.PathLike[str] | None = None, store: str | None = None) -> tuple[Any, LoadReport]:
     """Register a bundle's stages in a home, replacing what differs and dropping the rest.
 
     Args:
@@ -200,12 +210,14 @@ def load(directory: str | os.PathLike[str], *, home: str | os.PathLike[str] | No
         conf: Spark settings added to (and overriding) the bundle's.
         data_root: resolve relative source and sink paths against this folder instead of
             the folder containing the home (they become absolute in the home's flow).
+        store: the data store root (default: the bundle's, else the home's own).
 
     Returns:
         The open `Flow` and a `LoadReport`.
 
     Raises:
-        ConfigError: not a bundle, or a credential's environment variable is not set.
+        ConfigError: not a bundle, a credential's environment variable is not set, or
+            the store root differs from the one the home records.
         DataflowError: a stage cannot be registered (its message names the stage).
     """
     from jupyter_dataflow.flow import Flow
@@ -215,7 +227,8 @@ def load(directory: str | os.PathLike[str], *, home: str | os.PathLike[str] | No
     engine = doc.get("engine") or {}
     settings = secrets.resolve({**(engine.get("conf") or {}), **dict(conf or {})})
     flow = Flow.open(home=Path(home) if home is not None else root / DEFAULT_HOME, name=name or doc["flow"],
-                     spark=spark if spark is not None else engine.get("spark"), conf=settings)
+                     spark=spark if spark is not None else engine.get("spark"), conf=settings,
+                     store=store if store else doc.get("store"))
     report = LoadReport(flow.name)
     base = Path(data_root).absolute() if data_root is not None else None
     try:

@@ -26,6 +26,10 @@ def cmd_export(args: argparse.Namespace) -> int:
                                "package": args.package}
     if args.to != "spark-pipelines" and args.storage:
         raise ConfigError("--storage applies to --to spark-pipelines only")
+    if args.to == "spark-pipelines" and args.store:
+        raise ConfigError("--store applies to --to bundle and k8s (a pipeline project has --storage)")
+    if args.store:
+        options["store"] = args.store
     if args.to != "k8s":
         given = [k for k in ("namespace", "image", "schedule", "spark_image", "package") if options[k]]
         if given:
@@ -61,6 +65,8 @@ def add_parser(sub: Any, cmd: Callable[[argparse.Namespace], int] = cmd_export) 
     p.add_argument("--conf", action="append", default=[], metavar="KEY=VALUE",
                    help="Spark setting recorded in the export; credentials become ${ENV} references")
     p.add_argument("--storage", default=None, help="spark-pipelines: pipeline storage URI (absolute)")
+    p.add_argument("--store", default=None, metavar="URI_OR_PATH",
+                   help="bundle, k8s: data store root the exported flow runs with, e.g. s3a://bucket/prefix")
     p.add_argument("--namespace", default=None, help="k8s: namespace (default 'default')")
     p.add_argument("--image", default=None, help="k8s: image of driver and executors")
     p.add_argument("--schedule", default=None, help="k8s: CronJob schedule (default hourly)")
@@ -86,11 +92,12 @@ def open_for_run(args: argparse.Namespace, conf: dict[str, str]) -> Any:
     if getattr(args, "bundle", None) is None:
         if getattr(args, "data_root", None):
             raise ConfigError("--data-root needs a bundle directory (run DIR --data-root R)")
-        return Flow.open(home=args.home or ".dataflow", name=args.flow or "default", spark=args.spark, conf=conf)
+        return Flow.open(home=args.home or ".dataflow", name=args.flow or "default", spark=args.spark, conf=conf,
+                         store=getattr(args, "store", None))
     from jupyter_dataflow.export import bundle
 
     flow, report = bundle.load(args.bundle, home=args.home, name=args.flow, spark=args.spark, conf=conf,
-                               data_root=args.data_root)
+                               data_root=args.data_root, store=getattr(args, "store", None))
     notes = []
     if report.changed:
         notes.append(f"registered {', '.join(report.changed)}")

@@ -173,6 +173,8 @@ class Manifests:
 
     def command(self, component: str) -> list[str]:
         argv = ["jupyter-dataflow", "run", BUNDLE_MOUNT, "--home", HOME, "--spark", K8S_MASTER]
+        if self.spec.store:
+            argv += ["--store", self.spec.store]
         for key, value in self.spark_conf(component):
             argv += ["--conf", f"{key}={value}"]
         if component == "watch":
@@ -287,15 +289,14 @@ def readme(spec: FlowSpec, m: Manifests) -> str:
         "",
         "## Storage",
         "",
-        f"The home (`{HOME}`: metadata database and data store) lives on the ReadWriteMany",
-        f"volume claim `{m.base}-data`, mounted at `{DATA_MOUNT}` in the driver and in every",
-        "executor (`spark.kubernetes.executor.volumes.*`), because executors write outputs",
-        "straight into the store. Relative source and sink paths resolve against",
+        f"The home (`{HOME}`: the metadata database) lives on the ReadWriteMany volume claim",
+        f"`{m.base}-data`, mounted at `{DATA_MOUNT}` in the driver and in every executor",
+        "(`spark.kubernetes.executor.volumes.*`). Relative source and sink paths resolve against",
         f"`{DATA_MOUNT}`: copy the input data there (for example with a pod that mounts the claim).",
         "Any shared filesystem that Spark reads as a local path works (NFS, CephFS, EFS, Filestore).",
-        "The store and source listing work on filesystem paths today, so an object store root",
-        "such as `s3a://bucket/dataflow` is not supported yet: keep the home and the input data",
-        "on the shared volume. The metadata database is SQLite: keep one driver at a time.",
+        "The metadata database is SQLite: keep one driver at a time.",
+        "",
+        *_store_lines(spec),
         "",
         "## Updating",
         "",
@@ -313,6 +314,23 @@ def readme(spec: FlowSpec, m: Manifests) -> str:
     if spec.secrets:
         lines += ["", f"The workloads read them from the Secret `{m.secret_name}` (created above), one key per variable."]
     return "\n".join(lines) + "\n"
+
+
+def _store_lines(spec: FlowSpec) -> list[str]:
+    """README lines on where executors write the stage outputs."""
+    if spec.store:
+        return [f"Executors write stage outputs straight into the data store root `{spec.store}`",
+                "(the `--store` argument of every workload). The image needs the filesystem's",
+                "Hadoop connector, and the credentials go in the Spark settings (see below).",
+                "The home records the root on its first run and refuses another one afterwards."]
+    return [f"Executors write stage outputs straight into the data store, by default `{HOME}/store`",
+            "on the shared volume. To keep them in an object store instead, export with",
+            "`--store s3a://BUCKET/PREFIX` (or add `\"--store\", \"s3a://BUCKET/PREFIX\"` to the",
+            "`command` of each workload, or set `DATAFLOW_STORE` in its `env`), build the image with",
+            "the `hadoop-aws` jar and its AWS SDK bundle matching Spark's Hadoop version (for example",
+            "copied into `/opt/spark/jars`), and pass the credentials as Spark settings",
+            "(`spark.hadoop.fs.s3a.access.key`, `spark.hadoop.fs.s3a.secret.key`, exported as",
+            "`${ENV}` references). Choose the root before the first run: the home records it."]
 
 
 def files(spec: FlowSpec, options: K8sOptions) -> dict[str, str]:

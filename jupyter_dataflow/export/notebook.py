@@ -44,6 +44,7 @@ class NotebookSettings:
     name: str = "default"
     spark: str | None = None
     conf: dict[str, str] = field(default_factory=dict)
+    store: str | None = None
 
 
 def code_cells(path: Path) -> list[Cell]:
@@ -116,6 +117,7 @@ def _fallback_parsers() -> dict[str, Any]:
     op.add_argument("--home")
     op.add_argument("--name")
     op.add_argument("--spark")
+    op.add_argument("--store")
     op.add_argument("--conf", nargs="+", action="extend")
     dr = p["dataflow drop"] = _Parser(prog="%dataflow drop", add_help=False)
     dr.add_argument("stage")
@@ -186,6 +188,7 @@ class NotebookReader:
                     s.home = ns.home or s.home
                     s.name = ns.name or s.name
                     s.spark = ns.spark or s.spark
+                    s.store = ns.store or s.store
                     s.conf.update(_key_values(ns.conf))
                 elif stripped.startswith("%config Dataflow."):
                     self._config(stripped[len("%config Dataflow."):], cell.index)
@@ -200,7 +203,7 @@ class NotebookReader:
         except (ValueError, SyntaxError):
             return  # not a literal (e.g. a variable): the kernel's value is unknown here
         key = key.strip()
-        if key in ("home", "flow", "spark") and isinstance(parsed, str):
+        if key in ("home", "flow", "spark", "store") and isinstance(parsed, str):
             setattr(self.settings, "name" if key == "flow" else key, parsed)
         elif key == "conf" and isinstance(parsed, dict):
             self.settings.conf = {str(k): str(v) for k, v in parsed.items()}
@@ -267,6 +270,15 @@ class NotebookReader:
         return lambda flow: flow.transform(ns.name, python=code, namespace=namespace, **options)
 
 
+def _store(root: str | None, base: Path) -> str | None:
+    """The notebook's store root as the kernel resolves it (relative paths: the notebook's folder)."""
+    from jupyter_dataflow.store.fs import is_uri, normalize_root
+
+    if not root or not root.strip():
+        return None
+    return normalize_root(root if is_uri(root) or os.path.isabs(os.path.expanduser(root)) else str(base / root))
+
+
 def read(path: str | os.PathLike[str], name: str | None = None) -> FlowSpec:
     """The flow a notebook defines, as a `FlowSpec`, without executing the notebook.
 
@@ -296,6 +308,6 @@ def read(path: str | os.PathLike[str], name: str | None = None) -> FlowSpec:
                 except DataflowError as err:
                     raise DataflowError(f"{nb.name}, {where}: {err}") from None
             return build(flow.graph, flow_name, spark=settings.spark, conf=settings.conf,
-                         data_root=home.parent)
+                         data_root=home.parent, store=_store(settings.store, nb.parent))
         finally:
             flow.close()

@@ -76,6 +76,7 @@ class FlowSpec:
     conf: dict[str, str] = field(default_factory=dict)
     secrets: tuple[secrets.SecretRef, ...] = ()
     data_root: Path | None = None  # what relative source and sink paths resolve against
+    store: str | None = None       # data store root to run with (None: the home's own)
 
     def stage(self, name: str) -> StageSpec:
         for s in self.stages:
@@ -100,7 +101,7 @@ def _code_digest(text: str) -> str:
 
 
 def build(graph: Graph, name: str, *, spark: Any = None, conf: Mapping[str, str] | None = None,
-          data_root: Path | None = None) -> FlowSpec:
+          data_root: Path | None = None, store: str | None = None) -> FlowSpec:
     """Turn a flow's graph and settings into a `FlowSpec`.
 
     Args:
@@ -109,6 +110,7 @@ def build(graph: Graph, name: str, *, spark: Any = None, conf: Mapping[str, str]
         spark: the flow's engine setting; only a URL is exported (a session object is not).
         conf: the flow's Spark settings; credential-like values are redacted.
         data_root: the folder relative source and sink paths resolve against.
+        store: the data store root the export runs with (None: the running home's).
 
     Raises:
         DataflowError: the flow has no stages, or modes cannot be resolved.
@@ -134,4 +136,4 @@ def build(graph: Graph, name: str, *, spark: Any = None, conf: Mapping[str, str]
                                 modes[stage_name].mode, graph.inputs(stage_name)))
     url = spark if isinstance(spark, str) else None
     settings, conf_refs = secrets.redact(dict(conf or {}), "spark conf")
-    return FlowSpec(name, tuple(stages), url, settings, tuple(conf_refs + refs), data_root)
+    return FlowSpec(name, tuple(stages), url, settings, tuple(conf_refs + refs), data_root, store)

@@ -112,6 +112,8 @@ def dataflow_usage() -> None:
 @argument("--spark", help="local[*], spark://host:port, sc://host:port, k8s://https://host, "
                            "or the name of a variable holding a SparkSession")
 @argument("--conf", nargs="+", action="extend", metavar="KEY=VALUE", help="Spark setting, repeatable")
+@argument("--store", metavar="URI_OR_PATH",
+          help="data store root, e.g. s3a://bucket/prefix (default: the home's, <home>/store when new)")
 def dataflow_open() -> None:
     """Open (or create) a flow. Optional: the first dataflow magic opens the configured flow."""
 

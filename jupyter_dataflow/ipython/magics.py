@@ -115,7 +115,8 @@ class DataflowMagics(Magics):
             key = self.settings.flow_key()
             if self._flow is None or key != self._flow_key:
                 s = self.settings
-                self._adopt(Flow.open(home=s.home, name=s.flow, spark=s.spark, conf=dict(s.conf)), key)
+                self._adopt(Flow.open(home=s.home, name=s.flow, spark=s.spark, conf=dict(s.conf),
+                                      store=s.store or None), key)
             assert self._flow is not None
             self.frontend.probe()
             return self._flow
@@ -161,15 +162,16 @@ class DataflowMagics(Magics):
     def _cmd_open(self, ns: Any) -> Flow:
         s = self.settings
         with self._open_lock:   # the watch thread never sees half-changed settings
-            saved = (s.home, s.flow, s.spark, dict(s.conf))
+            saved = (s.home, s.flow, s.spark, dict(s.conf), s.store)
             try:
                 s.home = ns.home or s.home
                 s.flow = ns.name or s.flow
                 s.spark = self._engine(ns.spark) if ns.spark else s.spark
                 s.conf = {**s.conf, **args.key_values(ns.conf, "--conf")}
+                s.store = ns.store or s.store
                 return self.flow()
             except BaseException:
-                s.home, s.flow, s.spark, s.conf = saved
+                s.home, s.flow, s.spark, s.conf, s.store = saved
                 raise
 
     def _engine(self, value: str) -> Any:

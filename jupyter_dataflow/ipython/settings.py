@@ -26,6 +26,10 @@ class Dataflow(Configurable):
         "Spark engine: local[*], spark://host:port, sc://host:port, k8s://https://host, "
         "or a SparkSession object (set it in Python or with `%dataflow open --spark VARIABLE`: "
         "%config copies values, which a SparkSession refuses).")).tag(config=True)
+    store = Unicode(None, allow_none=True, help=(
+        "Data store root: a path or a URI every executor can reach (s3a://bucket/prefix, hdfs://..., "
+        "file:///mnt/shared/...). None: the home's recorded root (<home>/store for a new home).")).tag(
+        config=True)
     conf = Dict(value_trait=Unicode(), default_value={},
                 help="Spark settings passed through unchanged (key -> value).").tag(config=True)
     query_limit = Int(100, help="Rows fetched and shown by %%query (the limit runs in the engine).").tag(
@@ -57,4 +61,4 @@ class Dataflow(Configurable):
     def flow_key(self) -> tuple[Any, ...]:
         """What identifies the open flow: a change of any part means reopening it."""
         spark = self.spark if isinstance(self.spark, str) else id(self.spark)
-        return (self.home, self.flow, spark, tuple(sorted(self.conf.items())))
+        return (self.home, self.flow, spark, tuple(sorted(self.conf.items())), self.store)

@@ -45,7 +45,6 @@ from jupyter_dataflow.reconciler.view import MetaView
 from jupyter_dataflow.store import listing as listmod
 from jupyter_dataflow.store.metadata import Metadata, ObjectRecord, Publish, StageState, fault_point
 from jupyter_dataflow.store.objects import ObjectStore
-from jupyter_dataflow.store.objects import exists as objects_exists
 
 
 @dataclass
@@ -109,7 +108,7 @@ class Reconciler:
         """What a run would do now, and why. Reads the store and lists sources; no Spark."""
         names = self._scope(target)
         modes = self.modes
-        view = MetaView(self.meta, self.flow)
+        view = MetaView(self.meta, self.flow, self.store.exists)
         listings = self.listings(names)
         outcomes: dict[str, Outcome] = {}
         stages: list[StagePlan] = []
@@ -174,7 +173,7 @@ class Reconciler:
         result = RunResult()
         names = self._scope(target)
         modes = self.modes
-        view = MetaView(self.meta, self.flow)
+        view = MetaView(self.meta, self.flow, self.store.exists)
         run_id = self.meta.start_run(self.flow)
         self.bus.emit(ev.Event(ev.RUN_STARTED, self.flow, total=len(names)))
         outcomes: dict[str, Outcome] = {}
@@ -321,7 +320,7 @@ class Reconciler:
                 result.executed.append(t)
                 continue
             existing = self.meta.object(t.fingerprint) if t.fingerprint else None
-            if existing is not None and _exists(existing.path):
+            if existing is not None and self.store.exists(existing.path):
                 publishes.append(Publish(t.stage, t.role, t.partition, existing, t.reason))
                 result.reused.append(t)
                 self.bus.emit(ev.Event(ev.TASK_REUSED, self.flow, t.stage, t.partition, t.reason, rows=existing.rows))
@@ -372,7 +371,7 @@ class Reconciler:
             # Look again under the lease: another process may have committed this output
             # after we planned, whether or not we had to wait for it.
             existing = self.meta.object(task.fingerprint)
-            if existing is not None and _exists(existing.path):
+            if existing is not None and self.store.exists(existing.path):
                 return existing, True
             return self._compute_now(stage, mode, task), False
 
@@ -393,7 +392,7 @@ class Reconciler:
             for t in tasks:
                 assert t.fingerprint is not None, f"task {t} has no fingerprint at execution"
                 existing = self.meta.object(t.fingerprint)
-                if existing is not None and _exists(existing.path):
+                if existing is not None and self.store.exists(existing.path):
                     done.append((t, existing, True))
                 else:
                     todo.append(t)
@@ -452,10 +451,6 @@ class Reconciler:
                                task.partition, started, time.time())
         self.meta.add_object(obj)
         return obj
-
-
-def _exists(path: str) -> bool:
-    return objects_exists(path)
 
 
 PARTIAL_SUFFIX = "#partial"

@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from jupyter_dataflow.store.metadata import CurrentRecord, Metadata, StageState
-from jupyter_dataflow.store.objects import exists
 
 
 class MetaView:
     """Implements the planner's `StoreView` over one flow of a metadata database."""
 
-    def __init__(self, meta: Metadata, flow: str) -> None:
+    def __init__(self, meta: Metadata, flow: str, exists: Callable[[str], bool]) -> None:
         self.meta = meta
         self.flow = flow
+        self._exists = exists  # whether an object's data is still in the store
         self._states: dict[str, StageState] | None = None
 
     def current(self, stage: str) -> Mapping[tuple[str, str], CurrentRecord]:
@@ -25,7 +25,7 @@ class MetaView:
 
     def has_objects(self, fingerprints: Sequence[str]) -> set[str]:
         found = self.meta.objects(fingerprints)
-        return {fp for fp, o in found.items() if exists(o.path)}
+        return {fp for fp, o in found.items() if self._exists(o.path)}
 
     def state(self, stage: str) -> Any | None:
         if self._states is None:

@@ -10,17 +10,18 @@ Staging directories are written only by a reconciler holding its flow's lease. O
 left behind (a killed process, a failed write) is removed here, and at the start of
 a run, but only while the caller holds the lease of every flow of the home: then no
 writer can be live, whatever the directory's age.
+
+Files are reached through the store's filesystem, so a URI root (`s3a://`, `hdfs://`)
+is collected like a local one.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
-import shutil
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
+from jupyter_dataflow.store import fs as storefs
 from jupyter_dataflow.store.metadata import Metadata
 from jupyter_dataflow.store.objects import EXTERNAL, ObjectStore
 
@@ -42,22 +43,15 @@ class GcReport:
                 f"{len(self.staging)} abandoned staging directories, {len(self.orphans)} orphaned files")
 
 
-def _size(path: Path) -> int:
-    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) if path.exists() else 0
+def newest_mtime(fs: storefs.StoreFS, entry: storefs.Entry) -> float:
+    """The latest modification time in a tree (a live Spark write touches nested files).
 
-
-def newest_mtime(path: Path) -> float:
-    """The latest modification time in a tree (a live Spark write touches nested files)."""
-    try:
-        newest = path.lstat().st_mtime
-    except FileNotFoundError:
-        return 0.0
-    if path.is_dir() and not path.is_symlink():
-        for p in path.rglob("*"):
-            try:
-                newest = max(newest, p.lstat().st_mtime)
-            except FileNotFoundError:
-                continue  # removed while we looked
+    Object stores keep no directory times (they report 0): there the files alone count.
+    """
+    newest = entry.mtime
+    if entry.is_dir:
+        for child in fs.listdir(entry.path):
+            newest = max(newest, newest_mtime(fs, child))
     return newest
 
 
@@ -66,18 +60,14 @@ def sweep_staging(store: ObjectStore, older_than: float, dry_run: bool = False) 
 
     The caller must hold every flow's lease of the home (no reconciler may be writing).
     """
+    fs = store.fs
     swept = []
-    for staged in sorted(store.staging.iterdir()) if store.staging.exists() else []:
-        if newest_mtime(staged) >= older_than:
+    for staged in fs.listdir(store.staging):
+        if newest_mtime(fs, staged) >= older_than:
             continue
-        swept.append((str(staged), _size(staged)))
-        if dry_run:
-            continue
-        if staged.is_dir() and not staged.is_symlink():
-            shutil.rmtree(staged, ignore_errors=True)
-        else:
-            with contextlib.suppress(FileNotFoundError):
-                os.remove(staged)
+        swept.append((staged.path, fs.size(staged.path)))
+        if not dry_run:
+            fs.delete(staged.path)
     return swept
 
 
@@ -120,17 +110,18 @@ def collect(meta: Metadata, store: ObjectStore, *, keep: int = 1, grace: float =
         size = 0 if path.startswith(EXTERNAL) else size
         report.objects.append(fp)
         report.bytes += size
-        if not dry_run and path and not path.startswith(EXTERNAL):  # never the user's own files
-            shutil.rmtree(path, ignore_errors=True)
-    known = {Path(r["path"]).name for r in meta.query("SELECT path FROM objects WHERE path != ''")
+        if not dry_run:
+            store.delete(path)  # never the user's own files (external sources)
+    known = {storefs.basename(r["path"]) for r in meta.query("SELECT path FROM objects WHERE path != ''")
              if not r["path"].startswith(EXTERNAL)}
-    for prefix in sorted(store.objects.iterdir()) if store.objects.exists() else []:
-        for obj in sorted(prefix.iterdir()):
-            if obj.name not in known and obj.stat().st_mtime < now - grace:
-                report.orphans.append(str(obj))
-                report.bytes += _size(obj)
+    fs = store.fs
+    for prefix in fs.listdir(store.objects):
+        for obj in fs.listdir(prefix.path) if prefix.is_dir else []:
+            if obj.name not in known and newest_mtime(fs, obj) < now - grace:
+                report.orphans.append(obj.path)
+                report.bytes += fs.size(obj.path)
                 if not dry_run:
-                    shutil.rmtree(obj, ignore_errors=True)
+                    fs.delete(obj.path)
     for path, size in sweep_staging(store, now - grace, dry_run):
         report.staging.append(path)
         report.bytes += size

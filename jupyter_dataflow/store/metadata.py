@@ -160,6 +160,18 @@ class Metadata:
             conn.close()
             self._local.conn = None
 
+    # the home -------------------------------------------------------------------------
+    def store_root(self) -> str | None:
+        """The data store root this home's objects live under (None: not recorded yet)."""
+        rows = self.query("SELECT value FROM meta WHERE key = 'store_root'")
+        return str(rows[0]["value"]) if rows else None
+
+    def record_store_root(self, root: str) -> str:
+        """Record `root` unless a root is recorded already; return the recorded one."""
+        with self.transaction() as db:
+            db.execute("INSERT OR IGNORE INTO meta VALUES ('store_root', ?)", (root,))
+            return str(db.execute("SELECT value FROM meta WHERE key = 'store_root'").fetchone()[0])
+
     # flows and stages -------------------------------------------------------------
     def ensure_flow(self, flow: str, parent: str | None = None) -> None:
         with self.transaction() as db:

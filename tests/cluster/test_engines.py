@@ -29,11 +29,11 @@ pytestmark = [pytest.mark.cluster, pytest.mark.slow, pytest.mark.spark]
 STAGES = ("orders", "customers", "daily", "daily_customers", "by_segment")
 
 
-def _prepare(root: Path) -> Path:
+def _prepare(root: Path, store: str | None = None) -> Path:
     example = quickstart()
     example.make_data(root)
     home = root / ".dataflow"
-    with jd.Flow.open(home=home) as flow:
+    with jd.Flow.open(home=home, store=store) as flow:
         example.build(flow)
     return home
 
@@ -56,8 +56,11 @@ def _read_sink(spark: Any, root: Path) -> Any:
         "file://" + str(root / "out" / "daily")).toPandas()
 
 
-def _cli_run(home: Path, url: str, conf: dict[str, str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+def _cli_run(home: Path, url: str, conf: dict[str, str], env: dict[str, str],
+             store: str | None = None) -> subprocess.CompletedProcess[str]:
     argv = [sys.executable, "-m", "jupyter_dataflow.cli", "run", "--home", str(home), "--spark", url]
+    if store is not None:
+        argv += ["--store", store]
     for key, value in conf.items():
         argv += ["--conf", f"{key}={value}"]
     return subprocess.run(argv, cwd=home.parent, env={**env, "PYTHONPATH": str(ROOT)},
@@ -65,16 +68,16 @@ def _cli_run(home: Path, url: str, conf: dict[str, str], env: dict[str, str]) ->
 
 
 def _check_engine(label: str, url: str, conf: dict[str, str], env: dict[str, str], root: Path,
-                  local_results: dict[str, Any], spark: Any) -> None:
-    home = _prepare(root)
-    proc = _cli_run(home, url, conf, env)
+                  local_results: dict[str, Any], spark: Any, store: str | None = None) -> None:
+    home = _prepare(root, store)
+    proc = _cli_run(home, url, conf, env, store)
     assert proc.returncode == 0, f"run on {url} failed:\n{proc.stdout}\n{proc.stderr}"
     assert " 0 failed" in proc.stdout, proc.stdout
     with jd.Flow.open(home=home, spark=spark) as flow:
         for name in STAGES:
             assert_same_rows(flow.table(name), local_results[name], f"{label} {name}")
     assert_same_rows(_read_sink(spark, root), local_results["daily_out"], f"{label} daily_out")
-    again = _cli_run(home, url, conf, env)
+    again = _cli_run(home, url, conf, env, store)
     assert again.returncode == 0, again.stderr
     assert again.stdout.strip().splitlines()[-1].startswith("0 executed"), again.stdout
 
@@ -90,6 +93,22 @@ def test_standalone_cluster_matches_local_mode(standalone_cluster: Any, local_re
 def test_spark_connect_matches_local_mode(connect_server: Any, local_results: dict[str, Any],
                                           tmp_path: Path, spark: Any) -> None:
     _check_engine("connect", connect_server.url, {}, connect_server.env, tmp_path, local_results, spark)
+
+
+def test_store_roots_given_as_uris_on_standalone_and_connect(standalone_cluster: Any, connect_server: Any,
+                                                            local_results: dict[str, Any], tmp_path: Path,
+                                                            spark: Any) -> None:
+    # Standalone reaches a URI root through Hadoop in the driver's JVM; Connect, which has
+    # no JVM on the client, through pyarrow. Both write where every executor can read.
+    for label, engine in (("standalone", standalone_cluster), ("connect", connect_server)):
+        shared = tmp_path / f"{label}-shared"
+        store = "file://" + str(shared / "store")
+        conf = engine.conf() if label == "standalone" else {}
+        _check_engine(f"{label} store", engine.url, conf, engine.env, tmp_path / label, local_results, spark,
+                      store)
+        objects = list((shared / "store" / "objects").glob("*/*/_SUCCESS"))
+        assert len(objects) >= len(STAGES) - 1, f"{label}: outputs are not under the store root"
+        assert not (tmp_path / label / ".dataflow" / "store").exists()
 
 
 def test_connect_beside_a_classic_session_is_a_clear_error(connect_server: Any, spark: Any) -> None:

@@ -7,6 +7,7 @@ version, same fingerprint. Errors still name their partition.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -139,6 +140,5 @@ def test_an_expectation_failing_in_one_partition_of_a_shared_job(tmp_path: Path,
     assert "amount < 1000" in message and "1 of 6 rows" in message and "5000.0" in message
     assert _versions(flow, "checked") == {}
     assert len(_versions(flow, "orders")) == 3
-    staging = flow.store.staging
-    assert not any(staging.iterdir()), "a failed shared job leaves nothing in staging"
+    assert not os.listdir(flow.store.staging), "a failed shared job leaves nothing in staging"
     flow.close()

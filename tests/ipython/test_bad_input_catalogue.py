@@ -105,6 +105,9 @@ API_CASES: list[tuple[str, Callable[[jd.Flow], Any], type[Exception], str]] = [
      "invalid flow name"),
     ("bad engine", lambda f: jd.Flow.open(home=f.home, spark=42), jd.ConfigError, "engine URL or a SparkSession"),
     ("bad gc keep", lambda f: f.gc(keep=-1), jd.ConfigError, "keep must be"),
+    ("another store root", lambda f: jd.Flow.open(home=f.home, name="other", store="s3a://bucket/x"),
+     jd.ConfigError, "keeps its data in"),
+    ("bad store root", lambda f: jd.Flow.open(home=f.home, store="s3a://"), jd.ConfigError, "not a URI"),
 ]
 
 
@@ -154,6 +157,7 @@ CLI_CASES = [
     (["run", "--conf", "novalue"], 2, "--conf expects key=value"),
     (["gc", "--keep", "-3"], 2, "keep must be"),
     (["status", "--bogus"], 2, "unrecognized arguments"),
+    (["run", "--store", "s3a://bucket/x"], 2, "keeps its data in"),
 ]
 
 

@@ -230,3 +230,18 @@ def test_plan_and_status_without_running(cells: Cells, orders: Path) -> None:
     status = cells("%dataflow status")
     assert "never run" in text_of(status)
     assert "#6e7781" in "".join(o.data.get("text/html", "") for o in status.outputs)
+
+
+def test_store_root_from_open_and_config(cells: Cells, tmp_path: Path) -> None:
+    # The fixture's home already records its default root, <home>/store.
+    assert cells.flow.store_root == str(tmp_path / ".dataflow" / "store")
+    assert "keeps its data in" in cells.error("%dataflow open --store s3a://bucket/other")
+    assert cells.magics.settings.store is None                      # a failed open changes nothing
+    shared = tmp_path / "shared"
+    cells(f"%dataflow open --home {tmp_path / 'h2'} --store file://{shared}")
+    assert cells.flow.store_root == f"file://{shared}" and cells.magics.settings.store == f"file://{shared}"
+    cells(f"%config Dataflow.home = '{tmp_path / 'h3'}'")
+    cells(f"%config Dataflow.store = '{tmp_path / 'local-store'}'")
+    cells("%%source s --path data/s\n")
+    assert cells.flow.home == tmp_path / "h3" and cells.flow.store_root == str(tmp_path / "local-store")
+    assert (tmp_path / "local-store" / "objects").is_dir()
