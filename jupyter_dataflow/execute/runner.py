@@ -19,7 +19,6 @@ from typing import Any
 from jupyter_dataflow.core import normalize_py
 from jupyter_dataflow.core import sql as sqlmod
 from jupyter_dataflow.core.errors import (
-    DataflowError,
     ExpectationError,
     SourceError,
     StageExecutionError,
@@ -41,14 +40,6 @@ class Staged:
     data_version: str
     schema: str
     warnings: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class Batch:
-    """Several partitions written by one job: per partition, its staged output or error."""
-
-    staging: str
-    results: list[Staged | DataflowError]
 
 
 @dataclass(frozen=True)
@@ -84,9 +75,6 @@ def _has_map(dtype: Any, map_type: type) -> bool:
         if hasattr(dtype, attr) and _has_map(getattr(dtype, attr), map_type):
             return True
     return any(_has_map(f.dataType, map_type) for f in getattr(dtype, "fields", []))
-
-
-BATCH_COLUMN = "__dataflow_batch"
 
 
 @dataclass(frozen=True)
@@ -289,49 +277,6 @@ class TaskRunner:
         measured.df.write.mode("error").parquet(ObjectStore.uri(staged))
         self.store.verify(staged)
         return self._finish(measured, staged, stage, expect, action, partition)
-
-    def write_batch(self, frames: Sequence[Any], stage: str, partitions: Sequence[str],
-                    expect: Sequence[str] = (), action: str = "fail") -> Batch:
-        """Write several partitions' outputs in one Spark job, each measured on its own.
-
-        Each frame is a union branch tagged with its position; the job writes them
-        partitioned by that tag, so every branch lands in its own directory holding
-        exactly the files a write of that frame alone would hold. Frames must share a
-        schema. Returns, per frame, its staged output or the error that stops it
-        (a failed expectation); an error of the job itself is raised. The caller
-        publishes the parts, then discards the batch's staging directory.
-        """
-        from pyspark.sql import functions as F
-
-        measured = [_measure(df, expect, action) for df in frames]
-        schemas = {m.schema_json for m in measured}
-        if len(schemas) != 1:
-            raise StageExecutionError(stage, "", "partition outputs differ in schema; they cannot share a job")
-        staged = self.store.new_staging(stage)
-        union = None
-        for i, m in enumerate(measured):
-            tagged = m.df.withColumn(BATCH_COLUMN, F.lit(i))
-            union = tagged if union is None else union.unionByName(tagged)
-        assert union is not None
-        union.write.partitionBy(BATCH_COLUMN).mode("error").parquet(ObjectStore.uri(staged))
-        parts = self.store.split_batch(staged, BATCH_COLUMN, len(frames))
-        results: list[Staged | DataflowError] = []
-        for i, m in enumerate(measured):
-            if not self.store.has_data(parts[i]):  # no rows: Spark made no directory for this branch
-                self._write_empty(m.schema_json, parts[i])
-            try:
-                results.append(self._finish(m, parts[i], stage, expect, action, partitions[i]))
-            except DataflowError as err:
-                results.append(err)
-        return Batch(staged, results)
-
-    def _write_empty(self, schema_json: str, path: str) -> None:
-        """The output of an empty frame: one Parquet file holding just the schema."""
-        from pyspark.sql.types import StructType
-
-        self.store.discard(path)
-        schema = StructType.fromJson(json.loads(schema_json))
-        self.spark.createDataFrame([], schema).write.mode("error").parquet(ObjectStore.uri(path))
 
     def _finish(self, measured: _Measured, staged: str, stage: str, expect: Sequence[str], action: str,
                 partition: str) -> Staged:

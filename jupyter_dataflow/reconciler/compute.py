@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from jupyter_dataflow.core.errors import DataflowError, SourceError
+from jupyter_dataflow.core.errors import DataflowError
 from jupyter_dataflow.core.stage import Sink, Source, Transform
 from jupyter_dataflow.execute.boundary import boundary
-from jupyter_dataflow.execute.runner import Batch, ExternalData, Staged
+from jupyter_dataflow.execute.runner import ExternalData, Staged
 from jupyter_dataflow.plan.planner import OUTPUT, PARTIAL, WHOLE, ModeInfo, Task
-from jupyter_dataflow.store.listing import check_unchanged
 
 if TYPE_CHECKING:
     from jupyter_dataflow.reconciler.loop import Reconciler
@@ -56,49 +55,6 @@ def compute_task(rec: Reconciler, stage: Any, mode: ModeInfo, task: Task) -> Sta
         with boundary(stage.name, task.partition):
             df = _transform_frame(rec, runner, stage, mode, task)
             return runner.write(df, stage.name, stage.expect, stage.expect_action, task.partition)
-    finally:
-        runner.release_views()
-
-
-def batchable(stage: Any, mode: ModeInfo, task: Task) -> bool:
-    """Whether a task may share one Spark job with its stage's other tasks of the same role.
-
-    Ingested source partitions, and the partitions of SQL stages whose mode was checked
-    to be partition-wise (map outputs, partial aggregates): each is still computed from
-    its own inputs alone, in its own union branch. A Python `map` is the user's promise,
-    so it keeps one job per partition.
-    """
-    if isinstance(stage, Source):
-        return stage.ingest
-    if not isinstance(stage, Transform) or stage.sql is None:
-        return False
-    return (mode.mode == "map" and task.role == OUTPUT) or (mode.mode == "partial" and task.role == PARTIAL)
-
-
-def compute_batch(rec: Reconciler, stage: Any, mode: ModeInfo, tasks: list[Task]) -> Batch:
-    """Compute and stage several partitions of one stage in one Spark job."""
-    runner = rec._runner()
-    label = f"{len(tasks)} partitions"
-    try:
-        with boundary(stage.name, label):
-            if isinstance(stage, Source):
-                found = rec.meta.source_schema(rec.flow, stage.name, stage.definition_hash())
-                assert found is not None
-                parts = [rec._listings[stage.name][t.partition] for t in tasks]
-                frames = [runner.ingest_frame(stage, p, found[0], found[1]) for p in parts]
-                batch = runner.write_batch(frames, stage.name, [t.partition for t in tasks])
-                for i, part in enumerate(parts):
-                    staged = batch.results[i]
-                    if isinstance(staged, Staged):
-                        try:
-                            check_unchanged(stage.name, part)  # a file changed during the read
-                        except SourceError as err:
-                            rec.store.discard(staged.path)
-                            batch.results[i] = err
-                return batch
-            frames = [_transform_frame(rec, runner, stage, mode, t) for t in tasks]
-            return runner.write_batch(frames, stage.name, [t.partition for t in tasks], stage.expect,
-                                      stage.expect_action)
     finally:
         runner.release_views()
 

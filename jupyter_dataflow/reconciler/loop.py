@@ -9,7 +9,6 @@ downstream of it are skipped, unrelated branches finish.
 
 from __future__ import annotations
 
-import contextlib
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -327,41 +326,35 @@ class Reconciler:
                 continue
             todo.append(t)
             self.bus.emit(ev.Event(ev.TASK_QUEUED, self.flow, t.stage, t.partition, t.reason, t.cause))
-        from jupyter_dataflow.reconciler.compute import batchable
-
-        batch = [t for t in todo if batchable(stage, mode, t)] if len(todo) > 1 else []
-        batched = {id(t) for t in batch}
-        futures = [pool.submit(self._compute_one, stage, mode, t, outcomes) for t in todo if id(t) not in batched]
-        futures += [pool.submit(self._compute_batch, stage, mode, batch[i:i + BATCH_SIZE])
-                    for i in range(0, len(batch), BATCH_SIZE)]
+        futures = [pool.submit(self._compute_one, stage, mode, t, outcomes) for t in todo]
         for fut in futures:
-            for t, obj, reused in fut.result():
-                if isinstance(obj, DataflowError):
-                    errors.append(obj)
-                    result.failed.append(t)
-                    self.bus.emit(ev.Event(ev.TASK_FAILED, self.flow, t.stage, t.partition, t.reason, str(obj),
-                                           state="failed"))
-                    continue
-                publishes.append(Publish(t.stage, t.role, t.partition, obj, t.reason))
-                if reused:
-                    result.reused.append(t)
-                    self.bus.emit(ev.Event(ev.TASK_REUSED, self.flow, t.stage, t.partition, t.reason,
-                                           rows=obj.rows))
-                    continue
-                result.executed.append(t)
-                self.bus.emit(ev.Event(ev.TASK_COMMITTED, self.flow, t.stage, t.partition, t.reason, rows=obj.rows,
-                                       seconds=obj.finished_at - obj.started_at))
+            t, obj, reused = fut.result()
+            if isinstance(obj, DataflowError):
+                errors.append(obj)
+                result.failed.append(t)
+                self.bus.emit(ev.Event(ev.TASK_FAILED, self.flow, t.stage, t.partition, t.reason, str(obj),
+                                       state="failed"))
+                continue
+            publishes.append(Publish(t.stage, t.role, t.partition, obj, t.reason))
+            if reused:
+                result.reused.append(t)
+                self.bus.emit(ev.Event(ev.TASK_REUSED, self.flow, t.stage, t.partition, t.reason, rows=obj.rows))
+                continue
+            result.executed.append(t)
+            self.bus.emit(ev.Event(ev.TASK_COMMITTED, self.flow, t.stage, t.partition, t.reason, rows=obj.rows,
+                                   seconds=obj.finished_at - obj.started_at))
         if errors:
             raise errors[0]
         return publishes
 
     def _compute_one(self, stage: Any, mode: ModeInfo, task: Task,
-                     outcomes: Mapping[str, Outcome]) -> list[tuple[Task, ObjectRecord | DataflowError, bool]]:
+                     outcomes: Mapping[str, Outcome]) -> tuple[Task, ObjectRecord | DataflowError, bool]:
+        """Compute one task; its error as a value, so the others still finish and count."""
         try:
             obj, reused = self._compute(stage, mode, task, outcomes)
         except DataflowError as err:
-            return [(task, err, False)]
-        return [(task, obj, reused)]
+            return task, err, False
+        return task, obj, reused
 
     def _compute(self, stage: Any, mode: ModeInfo, task: Task,
                  outcomes: Mapping[str, Outcome]) -> tuple[ObjectRecord, bool]:
@@ -374,54 +367,6 @@ class Reconciler:
             if existing is not None and self.store.exists(existing.path):
                 return existing, True
             return self._compute_now(stage, mode, task), False
-
-    def _compute_batch(self, stage: Any, mode: ModeInfo,
-                       tasks: list[Task]) -> list[tuple[Task, ObjectRecord | DataflowError, bool]]:
-        """Compute several partitions of a stage in one Spark job, under all their leases.
-
-        If the job fails, the partitions are computed one by one, so each error is
-        attributed to its partition (and the others still count as done).
-        """
-        from jupyter_dataflow.reconciler.compute import compute_batch
-
-        done: list[tuple[Task, ObjectRecord | DataflowError, bool]] = []
-        with contextlib.ExitStack() as held:
-            for fp in sorted({t.fingerprint for t in tasks if t.fingerprint}):
-                held.enter_context(self.leases.hold(f"task:{fp}"))
-            todo = []
-            for t in tasks:
-                assert t.fingerprint is not None, f"task {t} has no fingerprint at execution"
-                existing = self.meta.object(t.fingerprint)
-                if existing is not None and self.store.exists(existing.path):
-                    done.append((t, existing, True))
-                else:
-                    todo.append(t)
-            if not todo:
-                return done
-            for t in todo:
-                self.bus.emit(ev.Event(ev.TASK_STARTED, self.flow, t.stage, t.partition, t.reason))
-            started = time.time()
-            try:
-                batch = compute_batch(self, stage, mode, todo)
-            except ConfigError:
-                raise
-            except DataflowError:
-                return done + [self._attempt(stage, mode, t) for t in todo]
-            try:
-                for t, staged in zip(todo, batch.results, strict=True):
-                    if isinstance(staged, DataflowError):
-                        done.append((t, staged, False))
-                    else:
-                        done.append((t, self._record(stage, t, staged, started), False))
-            finally:
-                self.store.discard(batch.staging)
-        return done
-
-    def _attempt(self, stage: Any, mode: ModeInfo, task: Task) -> tuple[Task, ObjectRecord | DataflowError, bool]:
-        try:
-            return task, self._compute_now(stage, mode, task), False
-        except DataflowError as err:
-            return task, err, False
 
     def _compute_now(self, stage: Any, mode: ModeInfo, task: Task) -> ObjectRecord:
         from jupyter_dataflow.reconciler.compute import compute_task
@@ -454,4 +399,3 @@ class Reconciler:
 
 
 PARTIAL_SUFFIX = "#partial"
-BATCH_SIZE = 100  # partitions per Spark job: enough to amortise a job, small enough to plan fast

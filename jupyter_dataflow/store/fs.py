@@ -109,7 +109,6 @@ class StoreFS(Protocol):
     def size(self, path: str) -> int: ...                       # bytes under path; 0 when missing
     def delete(self, path: str) -> None: ...                    # recursive; missing is fine
     def rename(self, src: str, dst: str) -> None: ...           # dst must not exist
-    def touch(self, path: str) -> None: ...                     # an empty file (and its folders)
 
 
 class LocalFS:
@@ -168,12 +167,6 @@ class LocalFS:
             os.replace(src, dst)
         except OSError as err:
             raise CommitError(f"cannot move {src} to {dst}: {err}") from err
-
-    def touch(self, path: str) -> None:
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        with open(path, "wb"):
-            pass
-
 
 class HadoopFS:
     """A store root with a scheme, reached through the Hadoop FileSystem of a classic SparkSession."""
@@ -246,11 +239,6 @@ class HadoopFS:
         fs.mkdirs(d.getParent())
         if not fs.rename(s, d):
             raise CommitError(f"cannot move {src} to {dst}: the filesystem refused the rename")
-
-    def touch(self, path: str) -> None:
-        fs, p = self._fs(path)
-        fs.create(p, True).close()
-
 
 class ArrowFS:
     """A store root with a scheme on Spark Connect (no JVM on the client): `pyarrow.fs`."""
@@ -327,11 +315,6 @@ class ArrowFS:
             self._fs.move(self._path(src), self._path(dst))
         except OSError as err:
             raise CommitError(f"cannot move {src} to {dst}: {err}") from err
-
-    def touch(self, path: str) -> None:
-        self.mkdirs(parent(path))
-        self._fs.open_output_stream(self._path(path)).close()
-
 
 def _arrow_uri(uri: str) -> str:
     found = scheme(uri)

@@ -117,23 +117,6 @@ class ObjectStore:
         """Bytes of Parquet data under a staged or stored output."""
         return sum(e.size for e in self.fs_for(staged).files(staged, ".parquet"))
 
-    def has_data(self, path: str) -> bool:
-        return bool(self.fs_for(path).files(path, ".parquet"))
-
-    def split_batch(self, staged: str, column: str, count: int) -> dict[int, str]:
-        """Verify a write partitioned by `column` (values 0..count-1); the path of each part.
-
-        Each part with rows gets its own `_SUCCESS` marker, so it is stored exactly like
-        a write of its own. A part with no rows has no directory: the caller writes it.
-        """
-        self.verify(staged)
-        parts = {i: storefs.join(staged, f"{column}={i}") for i in range(count)}
-        fs = self.fs_for(staged)
-        for part in parts.values():
-            if fs.exists(part):
-                fs.touch(storefs.join(part, "_SUCCESS"))
-        return parts
-
     def publish(self, staged: str, fingerprint: str) -> str:
         """Move a verified staged output to its content address (a rename; atomic where the
         filesystem's directory rename is: local, HDFS; object stores copy)."""

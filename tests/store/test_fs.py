@@ -163,12 +163,3 @@ def test_a_classic_session_gives_hadoop_for_any_uri(spark: Any, tmp_path: Path) 
     assert isinstance(storefs.for_root(str(tmp_path), spark), storefs.LocalFS)
     assert not storefs.is_connect(spark)
 
-
-@pytest.mark.spark
-def test_touch_makes_an_empty_marker_and_its_folders(layer: tuple[storefs.StoreFS, str]) -> None:
-    fs, root = layer
-    marker = storefs.join(root, "staging", "batch-1", "part=0", "_SUCCESS")
-    fs.touch(marker)
-    assert fs.exists(marker) and disk(marker).is_file() and disk(marker).stat().st_size == 0
-    fs.touch(marker)  # again: still one empty file
-    assert [e.name for e in fs.files(storefs.join(root, "staging"))] == ["_SUCCESS"]
