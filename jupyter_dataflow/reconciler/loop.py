@@ -9,6 +9,7 @@ downstream of it are skipped, unrelated branches finish.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -252,6 +253,8 @@ class Reconciler:
         sp = self._plan_stage(name, mode, view, listings, outcomes)
         self.bus.emit(ev.Event(ev.STAGE_PLANNED, self.flow, name, total=len(sp.tasks)))
         if sp.fresh:
+            if isinstance(stage, Source):
+                self._note_listing(name, sp, view)
             self.bus.emit(ev.Event(ev.STAGE_FINISHED, self.flow, name, state="fresh"))
             return self._committed_outcome(name, key, view)
         waiting = self._without_data(stage)
@@ -289,6 +292,17 @@ class Reconciler:
         changed = frozenset(p.partition for p in publishes if p.role == OUTPUT)
         self.bus.emit(ev.Event(ev.STAGE_FINISHED, self.flow, name, state="fresh", total=len(publishes)))
         return Outcome(key, out_version, lambda: dict(versions), changed, out_version)
+
+    def _note_listing(self, name: str, sp: StagePlan, view: MetaView) -> None:
+        """Record the listing of a source found fresh partition by partition.
+
+        Its recorded listing version differed although no partition changed (a home
+        whose version was recorded in an older form), so the next plan can again tell
+        it is fresh from the version alone.
+        """
+        state = view.state(name)
+        if state is not None and state.state == "fresh" and state.inputs_version != sp.inputs_version:
+            self.meta.put_state(self.flow, dataclasses.replace(state, inputs_version=sp.inputs_version))
 
     def _without_data(self, stage: Any) -> list[str]:
         """Inputs of `stage` that never produced any output, in this flow or another."""

@@ -276,3 +276,20 @@ def test_recomputed_partition_with_unchanged_rows_stops_propagation(open_flow, o
     assert {(t.stage, t.partition) for t in result.executed} == {("orders", "date=2024-01-02"),
                                                                   ("clean", "date=2024-01-02")}
     assert flow.plan().tasks == []
+
+
+def test_a_source_found_fresh_partition_by_partition_records_its_listing(open_flow, orders_dir) -> None:
+    import dataclasses
+
+    from jupyter_dataflow.plan.planner import source_version
+
+    flow = open_flow()
+    build_standard(flow)
+    assert flow.run().ok
+    state = flow.meta.states(flow.name)["orders"]
+    flow.meta.put_state(flow.name, dataclasses.replace(state, inputs_version="recorded-in-an-older-form"))
+    assert flow.plan().tasks == []          # fresh, found partition by partition
+    result = flow.run()
+    assert result.executed == [] and result.ok
+    listing = flow._reconciler().listings(["orders"])["orders"]
+    assert flow.meta.states(flow.name)["orders"].inputs_version == source_version(listing)
