@@ -12,6 +12,7 @@ what was recorded at its last reconcile is fresh without loading its partitions.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -120,18 +121,15 @@ class StoreView(Protocol):
 def source_version(partitions: Mapping[str, Any]) -> str:
     """A version for a whole source listing: partition ids and every file's identity.
 
-    Checked on every plan for every source, so it is one hash over one encoded string
-    (each field length-prefixed, so no two listings encode alike), not a hash per file:
-    a listing of 10,000 files costs milliseconds. Only a source whose version moved
-    goes on to fingerprint its partitions one by one.
+    Checked on every plan for every source, so it is one hash over one JSON encoding of
+    the listing, not a hash per file: a listing of 10,000 files costs a few
+    milliseconds. Only a source whose version moved goes on to fingerprint its
+    partitions one by one.
     """
-    fields: list[str] = []
-    for pid in sorted(partitions):
-        files = sorted(partitions[pid].files, key=lambda f: f.relpath)
-        fields += [pid, str(len(files))]
-        for f in files:
-            fields += [f.relpath, str(f.size), str(f.mtime_ns), f.content_hash or ""]
-    return fpmod.digest("listing", "".join(f"{len(x)}:{x}" for x in fields))
+    listing = [[pid, [[f.relpath, f.size, f.mtime_ns, f.content_hash]
+                      for f in sorted(partitions[pid].files, key=lambda f: f.relpath)]]
+               for pid in sorted(partitions)]
+    return fpmod.digest("listing", json.dumps(listing, separators=(",", ":")))
 
 
 def inputs_version(stage: Stage, upstream: Mapping[str, Outcome]) -> str | None:
@@ -181,18 +179,24 @@ def plan_source(stage: Source, listing: Mapping[str, Any], schema: tuple[str, st
     tasks: list[Task] = []
     fps: dict[str, fpmod.Fingerprint] = {}
     inputs: dict[str, tuple[InputVersion, ...]] = {}
+    code = stage.code()
+    base = {**stage.config(), "path": stage.path, "schema": schema[0], "key_type": schema[1]} if schema else {}
     for pid, part in listing.items():
         ins = tuple(InputVersion("file", f.relpath, f.identity) for f in part.files)
         inputs[pid] = ins
         if schema is not None:
-            fps[pid] = fpmod.compute(stage.code(), {**stage.config(), "path": stage.path, "partition": pid,
-                                                    "value": part.value, "schema": schema[0], "key_type": schema[1]}, ins)
-    stored = view.object_parts([c.fingerprint for c in current.values()])
-    for pid in listing:
+            fps[pid] = fpmod.compute(code, {**base, "partition": pid, "value": part.value}, ins)
+    def unchanged(pid: str) -> bool:
+        cur, fp = current.get((OUTPUT, pid)), fps.get(pid)
+        return cur is not None and fp is not None and cur.fingerprint == fp.digest
+
+    stale = [pid for pid in listing if not unchanged(pid)]
+    # What the stale partitions were made from, to say why they are stale: loaded for
+    # them alone, so one late file in a thousand partitions reads one stored record.
+    stored = view.object_parts([current[(OUTPUT, pid)].fingerprint for pid in stale if (OUTPUT, pid) in current])
+    for pid in stale:
         cur = current.get((OUTPUT, pid))
         fp = fps.get(pid)
-        if cur is not None and fp is not None and cur.fingerprint == fp.digest:
-            continue
         old = stored.get(cur.fingerprint) if cur is not None else None
         if fp is None:
             reason, cause = ("new", "") if cur is None else ("late_data", "")
