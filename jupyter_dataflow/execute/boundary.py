@@ -15,12 +15,22 @@ from jupyter_dataflow.core.errors import DataflowError, StageExecutionError
 _PY4J_CALL = re.compile(r"^An error occurred while calling [\w.$]+\.?$")
 
 
-def short_message(err: BaseException, limit: int = 12) -> str:
-    full = str(err) or type(err).__name__
-    text = full
+def engine_lines(text: str) -> list[str]:
+    """The non-blank lines of an engine error, cut before any JVM stack trace."""
     for marker in ("\n\nJVM stacktrace:", "\nJVM stacktrace:", "\n\tat "):
         text = text.split(marker, 1)[0]
-    lines = [ln.rstrip() for ln in text.strip().splitlines() if ln.strip()]
+    return [ln.rstrip() for ln in text.strip().splitlines() if ln.strip()]
+
+
+def capped(lines: list[str], limit: int) -> list[str]:
+    """At most `limit` lines, then "..." if there were more."""
+    return lines[:limit] + (["..."] if len(lines) > limit else [])
+
+
+def short_message(err: BaseException, limit: int = 12) -> str:
+    """An error as a stage failure reason: the engine's words without its stack."""
+    full = str(err) or type(err).__name__
+    lines = engine_lines(full)
     if type(err).__name__ == "Py4JJavaError":
         # Which Java method py4j called says nothing to the user; the root cause does
         # (a malformed value, a header that does not match the schema).
@@ -28,12 +38,9 @@ def short_message(err: BaseException, limit: int = 12) -> str:
         causes = re.findall(r"^Caused by: (.+)$", full, re.MULTILINE)
         if causes and causes[-1].strip() not in "\n".join(lines):
             lines.append("caused by: " + causes[-1].strip())
-        body = "\n".join(lines[:limit] + (["..."] if len(lines) > limit else []))
-        return body or type(err).__name__
-    if len(lines) > limit:
-        lines = [*lines[:limit], "..."]
+        return "\n".join(capped(lines, limit)) or type(err).__name__
     name = type(err).__name__
-    body = "\n".join(lines)
+    body = "\n".join(capped(lines, limit))
     return body if body.startswith(name) or "[" in body[:40] else f"{name}: {body}"
 
 

@@ -12,6 +12,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from jupyter_dataflow.execute.boundary import capped, engine_lines
 from jupyter_dataflow.flow import Change, StageStatus
 
 STATE_COLOURS = {
@@ -217,10 +218,4 @@ def describe_change(kind: str, change: Change) -> str:
 
 def short_error(err: BaseException, limit: int = 8) -> str:
     """An engine error trimmed to what a notebook reader needs (no JVM stack)."""
-    text = str(err) or type(err).__name__
-    for marker in ("\n\nJVM stacktrace:", "\nJVM stacktrace:", "\n\tat "):
-        text = text.split(marker, 1)[0]
-    lines = [ln.rstrip() for ln in text.strip().splitlines() if ln.strip()]
-    if len(lines) > limit:
-        lines = [*lines[:limit], "..."]
-    return "\n".join(lines)
+    return "\n".join(capped(engine_lines(str(err) or type(err).__name__), limit))
