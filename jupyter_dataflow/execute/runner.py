@@ -18,11 +18,7 @@ from typing import Any
 
 from jupyter_dataflow.core import normalize_py
 from jupyter_dataflow.core import sql as sqlmod
-from jupyter_dataflow.core.errors import (
-    ExpectationError,
-    SourceError,
-    StageExecutionError,
-)
+from jupyter_dataflow.core.errors import ExpectationError, SourceError, StageExecutionError
 from jupyter_dataflow.core.fingerprint import digest
 from jupyter_dataflow.core.stage import Sink, Source, Transform
 from jupyter_dataflow.execute.boundary import boundary, short_message
@@ -75,35 +71,6 @@ def _has_map(dtype: Any, map_type: type) -> bool:
         if hasattr(dtype, attr) and _has_map(getattr(dtype, attr), map_type):
             return True
     return any(_has_map(f.dataType, map_type) for f in getattr(dtype, "fields", []))
-
-
-@dataclass(frozen=True)
-class _Measured:
-    """A frame ready to write, observed so the write itself yields its measures."""
-
-    df: Any
-    obs: Any
-    dropped: Any | None
-    schema_json: str
-
-
-def _measure(df: Any, expect: Sequence[str], action: str) -> _Measured:
-    """Attach row count, checksum and expectation counts to `df` (and drop rows for `drop`)."""
-    from pyspark.sql import Observation
-    from pyspark.sql import functions as F
-
-    metrics = [F.count(F.lit(1)).alias("rows"),
-               F.coalesce(F.sum(_hashable(df).cast("decimal(38,0)")), F.lit(0)).alias("checksum")]
-    dropped = None
-    if expect and action == "drop":
-        keep = " AND ".join(f"coalesce(({e}), true)" for e in expect)
-        dropped = Observation(f"dropped_{uuid.uuid4().hex[:8]}")
-        df = df.observe(dropped, F.count_if(~F.expr(keep)).alias("dropped")).filter(F.expr(keep))
-    for i, e in enumerate(expect if action != "drop" else ()):
-        metrics.append(F.count_if(~F.coalesce(F.expr(f"({e})"), F.lit(True))).alias(f"violations_{i}"))
-    obs = Observation(f"write_{uuid.uuid4().hex[:8]}")
-    schema_json = df.schema.json()
-    return _Measured(df.observe(obs, *metrics), obs, dropped, schema_json)
 
 
 def data_version(schema_json: str, rows: int, checksum: Any) -> str:
@@ -205,22 +172,17 @@ class TaskRunner:
                                      "nullable": True, "metadata": {}})
         return ExternalData(path, rows, sum(f.size for f in part.files), json.dumps(schema))
 
-    def ingest_frame(self, source: Source, part: SourcePartition, schema_json: str, key_type: str | None) -> Any:
-        """One source partition's rows, with its directory key as a column."""
-        from pyspark.sql import functions as F
-
-        if source.format == "parquet":
-            _check_parquet_columns(source.name, part, schema_json)
-        settle(source.name, part)  # a file written moments ago may not be complete yet
-        df = self._reader(source, schema_json).load([f.path for f in part.files])
-        if source.partition_by:
-            df = df.withColumn(source.partition_by, F.lit(part.value).cast(key_type or "string"))
-        return df
-
     def ingest(self, source: Source, part: SourcePartition, schema_json: str, key_type: str | None) -> Staged:
         """Copy one source partition into the store as Parquet."""
+        from pyspark.sql import functions as F
+
         with boundary(source.name, part.partition):
-            df = self.ingest_frame(source, part, schema_json, key_type)
+            if source.format == "parquet":
+                _check_parquet_columns(source.name, part, schema_json)
+            settle(source.name, part)  # a file written moments ago may not be complete yet
+            df = self._reader(source, schema_json).load([f.path for f in part.files])
+            if source.partition_by:
+                df = df.withColumn(source.partition_by, F.lit(part.value).cast(key_type or "string"))
             try:
                 staged = self.write(df, source.name)
             except StageExecutionError as err:
@@ -272,18 +234,26 @@ class TaskRunner:
     def write(self, df: Any, stage: str, expect: Sequence[str] = (), action: str = "fail",
               partition: str = "") -> Staged:
         """Write `df` to a fresh staging directory, measuring it in the same job."""
-        staged = self.store.new_staging(stage)
-        measured = _measure(df, expect, action)
-        measured.df.write.mode("error").parquet(ObjectStore.uri(staged))
-        self.store.verify(staged)
-        return self._finish(measured, staged, stage, expect, action, partition)
+        from pyspark.sql import Observation
+        from pyspark.sql import functions as F
 
-    def _finish(self, measured: _Measured, staged: str, stage: str, expect: Sequence[str], action: str,
-                partition: str) -> Staged:
-        """Check a written output's expectations and describe it; discard it if it fails."""
-        got = measured.obs.get
-        rows = int(got["rows"])
+        staged = self.store.new_staging(stage)
         warnings: list[str] = []
+        metrics = [F.count(F.lit(1)).alias("rows"),
+                   F.coalesce(F.sum(_hashable(df).cast("decimal(38,0)")), F.lit(0)).alias("checksum")]
+        if expect and action == "drop":
+            keep = " AND ".join(f"coalesce(({e}), true)" for e in expect)
+            dropped = Observation(f"dropped_{uuid.uuid4().hex[:8]}")
+            df = df.observe(dropped, F.count_if(~F.expr(keep)).alias("dropped")).filter(F.expr(keep))
+        else:
+            dropped = None
+        for i, e in enumerate(expect if action != "drop" else ()):
+            metrics.append(F.count_if(~F.coalesce(F.expr(f"({e})"), F.lit(True))).alias(f"violations_{i}"))
+        obs = Observation(f"write_{uuid.uuid4().hex[:8]}")
+        schema_json = df.schema.json()
+        df.observe(obs, *metrics).write.mode("error").parquet(ObjectStore.uri(staged))
+        got = obs.get
+        rows = int(got["rows"])
         for i, e in enumerate(expect if action != "drop" else ()):
             bad = int(got.get(f"violations_{i}", 0))
             if bad:
@@ -293,13 +263,13 @@ class TaskRunner:
                     raise ExpectationError(stage, partition, f"expectation {e!r} failed for {bad} of {rows} rows; "
                                                              f"sample: {sample}")
                 warnings.append(f"expectation {e!r} failed for {bad} of {rows} rows")
-        if measured.dropped is not None:
-            n = int(measured.dropped.get.get("dropped", 0))
+        if dropped is not None:
+            n = int(dropped.get.get("dropped", 0))
             if n:
                 warnings.append(f"dropped {n} rows failing expectations")
-        size = self.store.size(staged)
-        return Staged(staged, rows, size, data_version(measured.schema_json, rows, got["checksum"]),
-                      measured.schema_json, tuple(warnings))
+        size = self.store.verify(staged)
+        return Staged(staged, rows, size, data_version(schema_json, rows, got["checksum"]), schema_json,
+                      tuple(warnings))
 
     def _sample_violations(self, staged: str, predicate: str, n: int = 5) -> str:
         try:

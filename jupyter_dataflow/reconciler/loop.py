@@ -26,7 +26,7 @@ from jupyter_dataflow.core.errors import (
 )
 from jupyter_dataflow.core.graph import Graph
 from jupyter_dataflow.core.stage import Sink, Source, Transform
-from jupyter_dataflow.execute.runner import ExternalData, Staged
+from jupyter_dataflow.execute.runner import ExternalData
 from jupyter_dataflow.plan.planner import (
     OUTPUT,
     PARTIAL,
@@ -309,9 +309,7 @@ class Reconciler:
         if isinstance(stage, Source):
             return []
         names = sorted({self.graph.resolve(i) for i in stage.inputs})
-        return [n for n in names if not self.meta.query(
-            "SELECT 1 FROM current WHERE flow = ? AND stage = ? AND role = ? LIMIT 1", (self.flow, n, OUTPUT))
-            and self.meta.last_schema(n) is None]
+        return [n for n in names if not self.meta.has_current(self.flow, n) and self.meta.last_schema(n) is None]
 
     def _ensure_schema(self, stage: Source, parts: Mapping[str, listmod.SourcePartition]) -> None:
         def_hash = stage.definition_hash()
@@ -340,13 +338,14 @@ class Reconciler:
                 continue
             todo.append(t)
             self.bus.emit(ev.Event(ev.TASK_QUEUED, self.flow, t.stage, t.partition, t.reason, t.cause))
-        futures = [pool.submit(self._compute_one, stage, mode, t, outcomes) for t in todo]
-        for fut in futures:
-            t, obj, reused = fut.result()
-            if isinstance(obj, DataflowError):
-                errors.append(obj)
+        futures = [(t, pool.submit(self._compute, stage, mode, t, outcomes)) for t in todo]
+        for t, fut in futures:
+            try:
+                obj, reused = fut.result()
+            except DataflowError as err:
+                errors.append(err)
                 result.failed.append(t)
-                self.bus.emit(ev.Event(ev.TASK_FAILED, self.flow, t.stage, t.partition, t.reason, str(obj),
+                self.bus.emit(ev.Event(ev.TASK_FAILED, self.flow, t.stage, t.partition, t.reason, str(err),
                                        state="failed"))
                 continue
             publishes.append(Publish(t.stage, t.role, t.partition, obj, t.reason))
@@ -360,15 +359,6 @@ class Reconciler:
         if errors:
             raise errors[0]
         return publishes
-
-    def _compute_one(self, stage: Any, mode: ModeInfo, task: Task,
-                     outcomes: Mapping[str, Outcome]) -> tuple[Task, ObjectRecord | DataflowError, bool]:
-        """Compute one task; its error as a value, so the others still finish and count."""
-        try:
-            obj, reused = self._compute(stage, mode, task, outcomes)
-        except DataflowError as err:
-            return task, err, False
-        return task, obj, reused
 
     def _compute(self, stage: Any, mode: ModeInfo, task: Task,
                  outcomes: Mapping[str, Outcome]) -> tuple[ObjectRecord, bool]:
@@ -385,13 +375,10 @@ class Reconciler:
     def _compute_now(self, stage: Any, mode: ModeInfo, task: Task) -> ObjectRecord:
         from jupyter_dataflow.reconciler.compute import compute_task
 
+        assert task.fingerprint is not None
         self.bus.emit(ev.Event(ev.TASK_STARTED, self.flow, task.stage, task.partition, task.reason))
         started = time.time()
-        return self._record(stage, task, compute_task(self, stage, mode, task), started)
-
-    def _record(self, stage: Any, task: Task, staged: Staged | ExternalData | None, started: float) -> ObjectRecord:
-        """Publish a task's staged output under its fingerprint and record the object."""
-        assert task.fingerprint is not None
+        staged = compute_task(self, stage, mode, task)
         owner = task.stage + PARTIAL_SUFFIX if task.role == PARTIAL else task.stage
         inputs = [[i.stage, i.partition, i.version] for i in task.inputs]
         if isinstance(staged, ExternalData):

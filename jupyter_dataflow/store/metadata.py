@@ -261,6 +261,11 @@ class Metadata:
                           "ORDER BY finished_at DESC LIMIT 1", (stage,))
         return rows[0]["schema"] if rows else None
 
+    def has_current(self, flow: str, stage: str, role: str = "output") -> bool:
+        """Whether a stage has any current partition (without loading them)."""
+        return bool(self.query("SELECT 1 FROM current WHERE flow = ? AND stage = ? AND role = ? LIMIT 1",
+                               (flow, stage, role)))
+
     def current(self, flow: str, stage: str | None = None, role: str | None = None) -> list[CurrentRecord]:
         sql = "SELECT * FROM current WHERE flow = ?"
         args: list[Any] = [flow]

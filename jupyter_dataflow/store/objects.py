@@ -113,10 +113,6 @@ class ObjectStore:
             raise CommitError(f"staged output {staged} is incomplete (no _SUCCESS marker)")
         return sum(e.size for e in fs.files(staged, ".parquet"))
 
-    def size(self, staged: str) -> int:
-        """Bytes of Parquet data under a staged or stored output."""
-        return sum(e.size for e in self.fs_for(staged).files(staged, ".parquet"))
-
     def publish(self, staged: str, fingerprint: str) -> str:
         """Move a verified staged output to its content address (a rename; atomic where the
         filesystem's directory rename is: local, HDFS; object stores copy)."""
