@@ -38,6 +38,15 @@ def _old(days: Path) -> None:
     _csv(days / "day=2024-01-02" / "part-0.csv", [(3, 30)])
 
 
+def _committed_old(open_flow: Any, tmp_path: Path) -> tuple[Path, jd.Flow, list[dict[str, Any]]]:
+    """The two-day CSV source, run once: its folder, the flow and the committed rows."""
+    days = tmp_path / "data" / "orders"
+    _old(days)
+    flow = _flow(open_flow)
+    assert flow.run().ok
+    return days, flow, _rows(flow, "orders")
+
+
 def _flow(open_flow: Any, fmt: str = "csv") -> jd.Flow:
     flow = open_flow()
     options = {"header": "true", "inferSchema": "true"} if fmt == "csv" else {}
@@ -149,11 +158,7 @@ def test_empty_files_in_a_partition_are_skipped(open_flow, tmp_path: Path, fmt: 
 @pytest.mark.spark
 def test_a_file_written_during_the_run_fails_its_partition_then_is_read_whole(
         open_flow, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    days = tmp_path / "data" / "orders"
-    _old(days)
-    flow = _flow(open_flow)
-    assert flow.run().ok
-    before = _rows(flow, "orders")
+    days, flow, before = _committed_old(open_flow, tmp_path)
     monkeypatch.setenv("JUPYTER_DATAFLOW_SOURCE_SETTLE", "4")
     path = _csv(days / "day=2024-01-02" / "part-1.csv", [(4, 40)])   # young: ingest waits for it to settle
     writer = threading.Timer(1.5, lambda: path.write_text(path.read_text() + "5,50\n"))
@@ -171,11 +176,7 @@ def test_a_file_written_during_the_run_fails_its_partition_then_is_read_whole(
 
 @pytest.mark.spark
 def test_broken_link_fails_the_source_and_keeps_its_version(open_flow, tmp_path: Path) -> None:
-    days = tmp_path / "data" / "orders"
-    _old(days)
-    flow = _flow(open_flow)
-    assert flow.run().ok
-    before = _rows(flow, "orders")
+    days, flow, before = _committed_old(open_flow, tmp_path)
     (days / "day=2024-01-02" / "part-1.csv").symlink_to(tmp_path / "elsewhere.csv")
     _fails_keeping_old(flow, before, "day=2024-01-02/part-1.csv", "broken symbolic link", listed=False)
 
@@ -195,11 +196,7 @@ def test_corrupt_parquet_footer_names_partition_and_file(open_flow, tmp_path: Pa
 
 @pytest.mark.spark
 def test_corrupt_csv_value_fails_its_partition(open_flow, tmp_path: Path) -> None:
-    days = tmp_path / "data" / "orders"
-    _old(days)
-    flow = _flow(open_flow)
-    assert flow.run().ok
-    before = _rows(flow, "orders")
+    days, flow, before = _committed_old(open_flow, tmp_path)
     (days / "day=2024-01-02" / "part-1.csv").write_text("id,v\n4,forty\n")
     message = _fails_keeping_old(flow, before, "partition 'day=2024-01-02'", "day=2024-01-02/part-1.csv")
     assert "forty" in message or "Malformed" in message, message
@@ -207,11 +204,7 @@ def test_corrupt_csv_value_fails_its_partition(open_flow, tmp_path: Path) -> Non
 
 @pytest.mark.spark
 def test_csv_with_another_header_fails_its_partition(open_flow, tmp_path: Path) -> None:
-    days = tmp_path / "data" / "orders"
-    _old(days)
-    flow = _flow(open_flow)
-    assert flow.run().ok
-    before = _rows(flow, "orders")
+    days, flow, before = _committed_old(open_flow, tmp_path)
     _csv(days / "day=2024-01-03" / "part-0.csv", [(4, 40)], header="id,value")
     message = _fails_keeping_old(flow, before, "partition 'day=2024-01-03'", "day=2024-01-03/part-0.csv")
     assert "header does not conform to the schema" in message, message
