@@ -7,7 +7,6 @@ hashing so that no two different part lists can collide by concatenation.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 from collections.abc import Iterable, Mapping
@@ -63,16 +62,10 @@ def compute(code: str, config: Mapping[str, Any], inputs: Iterable[InputVersion]
     ordered = sorted(inputs, key=lambda i: (i.stage, i.partition, i.version))
     input_chunks = [c for i in ordered for c in (i.stage, i.partition, i.version)]
     return Fingerprint(
-        code=_code_digest(code),
+        code=digest("code", code),
         config=digest("config", json.dumps(config, sort_keys=True, separators=(",", ":"), default=str)),
         inputs=digest("inputs", str(len(ordered)), *input_chunks),
     )
-
-
-@functools.lru_cache(maxsize=4096)
-def _code_digest(code: str) -> str:
-    """The code part, shared by every partition of a stage: hashed once per code."""
-    return digest("code", code)
 
 
 def combine(versions: Iterable[tuple[str, str]]) -> str:
