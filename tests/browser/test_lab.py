@@ -8,6 +8,7 @@ requesting one. Screenshots go to test-artifacts/.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -265,10 +266,17 @@ def open_panel(page: Any, lab: Lab) -> Any:
     page.wait_for_selector("#jupyterlab-splash", state="detached", timeout=120_000)
     tab = page.locator('.jp-SideBar .lm-TabBar-tab[data-id="jupyter-dataflow-panel"]')
     tab.wait_for(timeout=60_000)
-    if "lm-mod-current" not in (tab.get_attribute("class") or ""):
-        tab.click()
     panel = page.locator("#jupyter-dataflow-panel")
-    panel.wait_for(state="visible", timeout=30_000)
+    # The restored layout may still be settling: a tab marked current can belong to a
+    # collapsed sidebar, and clicking a shown panel's tab collapses it. So click only
+    # while the panel is hidden, and look again after each click.
+    for _ in range(10):
+        if panel.is_visible():
+            break
+        tab.click()
+        with contextlib.suppress(Exception):
+            panel.wait_for(state="visible", timeout=3_000)
+    panel.wait_for(state="visible", timeout=5_000)
     widen_left_area(page)
     return panel
 
