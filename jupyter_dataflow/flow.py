@@ -99,6 +99,18 @@ def _store_root(meta: Metadata, home: Path, store: str | None) -> str:
     return recorded
 
 
+def _batch_size() -> int:
+    """Most partitions of one stage computed in one Spark job (1: one job per partition)."""
+    text = os.environ.get("JUPYTER_DATAFLOW_BATCH", "64")
+    try:
+        size = int(text)
+    except ValueError:
+        raise ConfigError(f"JUPYTER_DATAFLOW_BATCH must be a whole number of partitions, not {text!r}") from None
+    if size < 1:
+        raise ConfigError(f"JUPYTER_DATAFLOW_BATCH must be at least 1, not {size}")
+    return size
+
+
 def _when(ts: float | None) -> str | None:
     if ts is None:
         return None
@@ -246,7 +258,7 @@ class Flow:
 
     def _reconciler(self) -> Reconciler:
         return Reconciler(self.name, self._resolved(), self.meta, self.store, self.events, self._task_runner,
-                          modes=self._modes, leases=self.leases)
+                          modes=self._modes, leases=self.leases, batch_size=_batch_size())
 
     # registering ------------------------------------------------------------------
     def _register(self, stage: Stage) -> Change:
@@ -565,7 +577,7 @@ class Flow:
             for f in loc.files:
                 with open_input(f) as handle:
                     for batch in pq.ParquetFile(handle).iter_batches(batch_size=batch_size):
-                        yield _with_constants(batch, loc.constants)
+                        yield _nullable(_with_constants(batch, loc.constants))
 
     def arrow_schema(self, stage: str) -> Any:
         import pyarrow as pa
@@ -581,7 +593,7 @@ class Flow:
                     schema = pq.read_schema(handle)
                 for column, _value, spark_type in loc.constants:
                     schema = schema.append(pa.field(column, _constant_array(None, spark_type, 0).type))
-                return schema
+                return pa.schema([f.with_nullable(True) for f in schema], metadata=schema.metadata)
         raise DataflowError(f"stage {name!r} has no committed output yet")
 
     # exporting ----------------------------------------------------------------------
@@ -645,6 +657,22 @@ def _constant_array(value: str | None, spark_type: str, length: int) -> Any:
         day = None if value is None else datetime.date.fromisoformat(value)
         return pa.array([day] * length, pa.date32())
     return pa.array([value] * length, pa.string())
+
+
+def _nullable(batch: Any) -> Any:
+    """`batch` with every column nullable, as Spark reads Parquet.
+
+    Spark marks a column NOT NULL in the files it writes when it can prove no value is
+    null, which depends on how the output was computed (one partition at a time or a
+    batch of them): readers of several objects must not see that as a schema change.
+    """
+    import pyarrow as pa
+
+    schema = batch.schema
+    if all(f.nullable for f in schema):
+        return batch
+    relaxed = pa.schema([f.with_nullable(True) for f in schema], metadata=schema.metadata)
+    return pa.RecordBatch.from_arrays(batch.columns, schema=relaxed)
 
 
 def _with_constants(batch: Any, constants: Sequence[tuple[str, str | None, str]]) -> Any:

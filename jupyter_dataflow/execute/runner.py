@@ -48,7 +48,7 @@ class ExternalData:
     schema: str
 
 
-def _hashable(df: Any) -> Any:
+def row_hash(df: Any) -> Any:
     """One 64-bit hash per row; NULLs marked so (1, NULL) and (NULL, 1) differ."""
     from pyspark.sql import functions as F
     from pyspark.sql.types import MapType
@@ -131,7 +131,7 @@ class TaskRunner:
             raise SourceError("no data files to infer a schema from", source.name)
         with boundary(source.name, ""):
             try:
-                df = self._reader(source).load(files)
+                df = self.reader(source).load(files)
                 schema = df.schema
             except Exception as err:
                 raise SourceError(f"cannot read: {short_message(err)}", source.name) from err
@@ -143,7 +143,7 @@ class TaskRunner:
             key_type = _key_type([p.value for p in parts.values()])
         return schema.json(), key_type
 
-    def _reader(self, source: Source, schema_json: str | None = None) -> Any:
+    def reader(self, source: Source, schema_json: str | None = None) -> Any:
         from pyspark.sql.types import StructType
 
         reader = self.spark.read.format(source.format)
@@ -163,7 +163,7 @@ class TaskRunner:
         """Record a Parquet source partition to be read in place (`ingest=False`): footers only."""
         import pyarrow.parquet as pq
 
-        _check_parquet_columns(source.name, part, schema_json)
+        check_parquet_columns(source.name, part, schema_json)
         rows = sum(pq.ParquetFile(f.path).metadata.num_rows for f in part.files)
         path = external_path([f.path for f in part.files], source.partition_by, part.value, key_type)
         schema = json.loads(schema_json)
@@ -178,9 +178,9 @@ class TaskRunner:
 
         with boundary(source.name, part.partition):
             if source.format == "parquet":
-                _check_parquet_columns(source.name, part, schema_json)
+                check_parquet_columns(source.name, part, schema_json)
             settle(source.name, part)  # a file written moments ago may not be complete yet
-            df = self._reader(source, schema_json).load([f.path for f in part.files])
+            df = self.reader(source, schema_json).load([f.path for f in part.files])
             if source.partition_by:
                 df = df.withColumn(source.partition_by, F.lit(part.value).cast(key_type or "string"))
             try:
@@ -240,7 +240,7 @@ class TaskRunner:
         staged = self.store.new_staging(stage)
         warnings: list[str] = []
         metrics = [F.count(F.lit(1)).alias("rows"),
-                   F.coalesce(F.sum(_hashable(df).cast("decimal(38,0)")), F.lit(0)).alias("checksum")]
+                   F.coalesce(F.sum(row_hash(df).cast("decimal(38,0)")), F.lit(0)).alias("checksum")]
         if expect and action == "drop":
             keep = " AND ".join(f"coalesce(({e}), true)" for e in expect)
             dropped = Observation(f"dropped_{uuid.uuid4().hex[:8]}")
@@ -315,7 +315,7 @@ def _list_on_driver(spark: Any) -> None:
             spark.conf.set(DISCOVERY_THRESHOLD, "100000")
 
 
-def _check_parquet_columns(stage: str, part: SourcePartition, schema_json: str) -> None:
+def check_parquet_columns(stage: str, part: SourcePartition, schema_json: str) -> None:
     """Refuse Parquet files whose columns differ from the recorded schema (footers only)."""
     import pyarrow.parquet as pq
 

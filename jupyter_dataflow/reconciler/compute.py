@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from jupyter_dataflow.core.errors import DataflowError
 from jupyter_dataflow.core.stage import Sink, Source, Transform
+from jupyter_dataflow.execute import batch as batchmod
 from jupyter_dataflow.execute.boundary import boundary
 from jupyter_dataflow.execute.runner import ExternalData, Staged
 from jupyter_dataflow.plan.planner import OUTPUT, PARTIAL, WHOLE, ModeInfo, Task
+from jupyter_dataflow.store.objects import EXTERNAL
 
 if TYPE_CHECKING:
     from jupyter_dataflow.reconciler.loop import Reconciler
@@ -57,6 +60,61 @@ def compute_task(rec: Reconciler, stage: Any, mode: ModeInfo, task: Task) -> Sta
             return runner.write(df, stage.name, stage.expect, stage.expect_action, task.partition)
     finally:
         runner.release_views()
+
+
+def batchable(stage: Any, mode: ModeInfo) -> bool:
+    """Whether partitions of `stage` may share one Spark job (see execute/batch.py).
+
+    Ingesting a directory-partitioned source, and SQL `map` transforms without
+    expectations: their partitions are independent by construction, and the key column
+    tells each output row's partition. A Python function is opaque (it might count or
+    sample its input), so it always sees one partition at a time.
+    """
+    if isinstance(stage, Source):
+        return stage.ingest and stage.partition_by is not None
+    return (isinstance(stage, Transform) and stage.sql is not None and mode.mode == "map"
+            and mode.key is not None and not stage.expect)
+
+
+def compute_batch(rec: Reconciler, stage: Any, mode: ModeInfo, tasks: Sequence[Task]) -> batchmod.BatchWrite:
+    """Compute and stage several partitions of one stage in one Spark job."""
+    runner = rec._runner()
+    try:
+        if isinstance(stage, Source):
+            found = rec.meta.source_schema(rec.flow, stage.name, stage.definition_hash())
+            assert found is not None
+            parts = [rec._listings[stage.name][t.partition] for t in tasks]
+            with boundary(stage.name, ""):
+                return batchmod.ingest(runner, stage, parts, found[0], found[1])
+        with boundary(stage.name, ""):
+            return _map_batch(rec, runner, stage, mode, [t.partition for t in tasks])
+    finally:
+        runner.release_views()
+
+
+def _map_batch(rec: Reconciler, runner: Any, stage: Transform, mode: ModeInfo,
+               pids: Sequence[str]) -> batchmod.BatchWrite:
+    from pyspark.sql import functions as F
+
+    assert mode.key is not None
+    frames = {}
+    for i in stage.inputs:
+        name = rec.graph.resolve(i)
+        paths, schema = committed_paths(rec, name)
+        keyed = _output_key(rec, name) is not None
+        chosen = [paths[p] for p in pids if p in paths] if keyed else list(paths.values())
+        if keyed and any(p.startswith(EXTERNAL) for p in chosen):
+            raise batchmod.NotBatchable(f"{name} is read from the source's files in place")
+        if not paths and schema is None:
+            raise DataflowError(f"stage {name!r} has no committed output yet")
+        frames[i] = runner.read_objects(sorted(chosen), schema)
+    df = runner.transform(stage, frames)
+    field = next((f for f in df.schema.fields if f.name.lower() == mode.key.lower()), None)
+    if field is None:
+        raise batchmod.NotBatchable(f"the output has no column {mode.key!r}")
+    key_type = field.dataType.typeName()
+    labels = batchmod.labels_for(pids, [batchmod.partition_value(p) for p in pids], key_type)
+    return batchmod.write_tagged(df, F.col(f"`{field.name}`"), labels, stage.name, rec.store)
 
 
 def _transform_frame(rec: Reconciler, runner: Any, stage: Transform, mode: ModeInfo, task: Task) -> Any:

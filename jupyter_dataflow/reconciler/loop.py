@@ -9,7 +9,9 @@ downstream of it are skipped, unrelated branches finish.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import logging
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -26,7 +28,7 @@ from jupyter_dataflow.core.errors import (
 )
 from jupyter_dataflow.core.graph import Graph
 from jupyter_dataflow.core.stage import Sink, Source, Transform
-from jupyter_dataflow.execute.runner import ExternalData
+from jupyter_dataflow.execute.runner import ExternalData, Staged
 from jupyter_dataflow.plan.planner import (
     OUTPUT,
     PARTIAL,
@@ -75,7 +77,8 @@ class Reconciler:
 
     def __init__(self, flow: str, graph: Graph, meta: Metadata, store: ObjectStore, bus: ev.EventBus,
                  runner: Callable[[], Any], parallelism: int = 4,
-                 modes: Mapping[str, ModeInfo] | None = None, leases: Leases | None = None) -> None:
+                 modes: Mapping[str, ModeInfo] | None = None, leases: Leases | None = None,
+                 batch_size: int = 64) -> None:
         self.flow = flow
         self.graph = graph
         self.meta = meta
@@ -83,6 +86,7 @@ class Reconciler:
         self.bus = bus
         self._runner_factory = runner
         self.parallelism = parallelism
+        self.batch_size = batch_size
         self.modes = dict(modes) if modes is not None else resolve_modes(graph)
         self.leases = leases or Leases(meta)
         self._lock = threading.Lock()
@@ -338,7 +342,7 @@ class Reconciler:
                 continue
             todo.append(t)
             self.bus.emit(ev.Event(ev.TASK_QUEUED, self.flow, t.stage, t.partition, t.reason, t.cause))
-        futures = [(t, pool.submit(self._compute, stage, mode, t, outcomes)) for t in todo]
+        futures = self._submit(stage, mode, todo, outcomes, pool)
         for t, fut in futures:
             try:
                 obj, reused = fut.result()
@@ -360,6 +364,69 @@ class Reconciler:
             raise errors[0]
         return publishes
 
+    def _submit(self, stage: Any, mode: ModeInfo, todo: list[Task], outcomes: Mapping[str, Outcome],
+                pool: ThreadPoolExecutor) -> list[tuple[Task, Future[tuple[ObjectRecord, bool]]]]:
+        """Start the tasks: in batches of up to `batch_size` partitions per Spark job where
+        the stage allows, one job per task otherwise and for whatever a batch left."""
+        from jupyter_dataflow.reconciler.compute import batchable
+
+        if self.batch_size < 2 or len(todo) < 2 or not batchable(stage, mode):
+            return [(t, pool.submit(self._compute, stage, mode, t, outcomes)) for t in todo]
+        # Few, large jobs: a job's fixed cost is what batching saves; both cores already
+        # work on one job's Spark tasks.
+        jobs = -(-len(todo) // self.batch_size)
+        groups = [todo[i::jobs] for i in range(jobs)]
+        batches = [(g, pool.submit(self._compute_batch, stage, mode, g)) for g in groups]
+        futures: list[tuple[Task, Future[tuple[ObjectRecord, bool]]]] = []
+        for group, fut in batches:
+            done = fut.result()
+            for t in group:
+                if t.fingerprint in done:
+                    ready: Future[tuple[ObjectRecord, bool]] = Future()
+                    ready.set_result(done[t.fingerprint])
+                    futures.append((t, ready))
+                else:
+                    futures.append((t, pool.submit(self._compute, stage, mode, t, outcomes)))
+        return futures
+
+    def _compute_batch(self, stage: Any, mode: ModeInfo, tasks: list[Task]) -> dict[str, tuple[ObjectRecord, bool]]:
+        """Compute several tasks in one Spark job under their leases; by fingerprint, what
+        was made (or found made by another process). Tasks missing from the answer, for
+        whatever reason, are left to the one-task path, which reports their errors."""
+        from jupyter_dataflow.execute.batch import NotBatchable
+        from jupyter_dataflow.reconciler.compute import compute_batch
+
+        done: dict[str, tuple[ObjectRecord, bool]] = {}
+        with contextlib.ExitStack() as held:
+            for fp in sorted({t.fingerprint for t in tasks if t.fingerprint}):
+                held.enter_context(self.leases.hold(f"task:{fp}"))
+            todo = []
+            for t in tasks:
+                assert t.fingerprint is not None, f"task {t} has no fingerprint at execution"
+                existing = self.meta.object(t.fingerprint)
+                if existing is not None and self.store.exists(existing.path):
+                    done[t.fingerprint] = (existing, True)
+                else:
+                    todo.append(t)
+            if len(todo) < 2:
+                return done
+            for t in todo:
+                self.bus.emit(ev.Event(ev.TASK_STARTED, self.flow, t.stage, t.partition, t.reason))
+            started = time.time()
+            try:
+                written = compute_batch(self, stage, mode, todo)
+            except (NotBatchable, DataflowError) as err:
+                log.info("%s: %d partitions computed one by one: %s", stage.name, len(todo), err)
+                return done
+            try:
+                for t in todo:
+                    staged = written.staged.get(t.partition)
+                    if staged is not None:
+                        done[t.fingerprint] = (self._record(stage, t, staged, started), False)  # type: ignore[index]
+            finally:
+                self.store.discard(written.directory)
+        return done
+
     def _compute(self, stage: Any, mode: ModeInfo, task: Task,
                  outcomes: Mapping[str, Outcome]) -> tuple[ObjectRecord, bool]:
         """Compute one task under its lease; (object, True) if another process made it meanwhile."""
@@ -378,7 +445,11 @@ class Reconciler:
         assert task.fingerprint is not None
         self.bus.emit(ev.Event(ev.TASK_STARTED, self.flow, task.stage, task.partition, task.reason))
         started = time.time()
-        staged = compute_task(self, stage, mode, task)
+        return self._record(stage, task, compute_task(self, stage, mode, task), started)
+
+    def _record(self, stage: Any, task: Task, staged: Staged | ExternalData | None, started: float) -> ObjectRecord:
+        """Publish a staged output to its content address and record its object."""
+        assert task.fingerprint is not None
         owner = task.stage + PARTIAL_SUFFIX if task.role == PARTIAL else task.stage
         inputs = [[i.stage, i.partition, i.version] for i in task.inputs]
         if isinstance(staged, ExternalData):
@@ -400,3 +471,4 @@ class Reconciler:
 
 
 PARTIAL_SUFFIX = "#partial"
+log = logging.getLogger(__name__)

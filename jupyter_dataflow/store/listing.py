@@ -73,13 +73,13 @@ def _hash(path: str) -> str:
     return h.hexdigest()
 
 
-def _local(path: str) -> str:
+def local_path(path: str) -> str:
     return path[len("file://"):] if path.startswith("file://") else path
 
 
 def list_files(path: str, stage: str, cache: HashCache | None = None) -> tuple[str, list[SourceFile]]:
     """The root and the data files of a source path (file, folder or glob), sorted."""
-    local = _local(path)
+    local = local_path(path)
     if "://" in local:
         raise SourceError(f"listing {path!r} needs a local path; remote stores read with ingest", stage)
     if any(ch in local for ch in "*?["):
@@ -185,7 +185,7 @@ def check_unchanged(stage: str, part: SourcePartition) -> None:
     """Fail the partition if a file was removed or changed since it was listed."""
     for f in part.files:
         try:
-            st = os.stat(_local(f.path))
+            st = os.stat(local_path(f.path))
         except FileNotFoundError:
             raise SourceError(f"{f.relpath} was removed while the partition was read; the previous version "
                               "is kept, run again", stage, part.partition) from None

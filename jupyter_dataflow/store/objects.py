@@ -106,12 +106,13 @@ class ObjectStore:
         """What Spark reads or writes for a stored path (`file://` for plain paths)."""
         return storefs.spark_uri(os.fspath(path))
 
-    def verify(self, staged: str) -> int:
-        """Check a staged write is complete; return its size in bytes."""
+    def verify(self, staged: str, part: str | None = None) -> int:
+        """Check a staged write is complete; return its size in bytes (of `part`, a
+        directory inside it, when given: one partition of a batch)."""
         fs = self.fs_for(staged)
         if not fs.exists(storefs.join(staged, "_SUCCESS")):
             raise CommitError(f"staged output {staged} is incomplete (no _SUCCESS marker)")
-        return sum(e.size for e in fs.files(staged, ".parquet"))
+        return sum(e.size for e in fs.files(part or staged, ".parquet"))
 
     def publish(self, staged: str, fingerprint: str) -> str:
         """Move a verified staged output to its content address (a rename; atomic where the
