@@ -108,3 +108,27 @@ def rename_tables(sql: str, mapping: Mapping[str, str], stage: str | None = None
             new.set("alias", exp.TableAlias(this=exp.to_identifier(alias)))
         table.replace(new)
     return tree.sql(dialect=DIALECT)
+
+
+def group_also_by(sql: str, table: str, column: str, alias: str) -> str | None:
+    """A grouped query also grouped by `table.column`, selected as `alias`.
+
+    For computing a partial aggregate of many partitions at once: grouping by the
+    partition key too gives each partition's groups apart. None when the query has no
+    GROUP BY (a global aggregate yields one row even for an empty partition, which a
+    grouped one cannot) or does not read `table` once in its top-level FROM.
+    """
+    tree = parse(sql)
+    group = tree.args.get("group") if isinstance(tree, exp.Select) else None
+    if not isinstance(tree, exp.Select) or group is None or not group.expressions:
+        return None
+    sources = [tree.args.get("from_") or tree.args.get("from"), *(tree.args.get("joins") or [])]
+    tables = [s.this for s in sources if s is not None and isinstance(s.this, exp.Table)]
+    matches = [t for t in tables if t.name.lower() == table.lower() and not t.args.get("db")]
+    if len(matches) != 1:
+        return None
+    qualifier = matches[0].alias or matches[0].name
+    key = exp.column(column, table=qualifier, quoted=True)
+    tree.select(exp.alias_(key.copy(), alias, quoted=True), copy=False)
+    group.append("expressions", key)
+    return tree.sql(dialect=DIALECT)

@@ -27,6 +27,7 @@ from jupyter_dataflow.store import fs as storefs
 from jupyter_dataflow.store.listing import SourcePartition, check_unchanged, local_path, settle
 from jupyter_dataflow.store.objects import ObjectStore
 
+KEY = "__dataflow_key"
 PATH = "__dataflow_path"
 VALUE = "__dataflow_value"
 FILE = "__dataflow_file"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from jupyter_dataflow.core.errors import DataflowError
@@ -62,34 +62,56 @@ def compute_task(rec: Reconciler, stage: Any, mode: ModeInfo, task: Task) -> Sta
         runner.release_views()
 
 
-def batchable(stage: Any, mode: ModeInfo) -> bool:
-    """Whether partitions of `stage` may share one Spark job (see execute/batch.py).
+def batchable(stage: Any, mode: ModeInfo, tasks: Sequence[Task]) -> bool:
+    """Whether `tasks` of `stage` may share one Spark job (see execute/batch.py).
 
-    Ingesting a directory-partitioned source, and SQL `map` transforms without
-    expectations: their partitions are independent by construction, and the key column
-    tells each output row's partition. A Python function is opaque (it might count or
-    sample its input), so it always sees one partition at a time.
+    Ingesting a directory-partitioned source, SQL `map` transforms and the per-partition
+    aggregates of `partial` ones: their partitions are independent by construction, and
+    a key column tells each output row's partition. Not stages with expectations, whose
+    failures name one partition; and never a Python function, which is opaque (it might
+    count or sample its input), so it always sees one partition at a time.
     """
     if isinstance(stage, Source):
-        return stage.ingest and stage.partition_by is not None
-    return (isinstance(stage, Transform) and stage.sql is not None and mode.mode == "map"
-            and mode.key is not None and not stage.expect)
+        return stage.ingest and stage.partition_by is not None and all(t.role == OUTPUT for t in tasks)
+    if not isinstance(stage, Transform) or stage.sql is None or stage.expect:
+        return False
+    if mode.mode == "map":
+        return mode.key is not None and all(t.role == OUTPUT for t in tasks)
+    return mode.mode == "partial" and all(t.role == PARTIAL for t in tasks)
 
 
 def compute_batch(rec: Reconciler, stage: Any, mode: ModeInfo, tasks: Sequence[Task]) -> batchmod.BatchWrite:
     """Compute and stage several partitions of one stage in one Spark job."""
     runner = rec._runner()
+    pids = [t.partition for t in tasks]
     try:
-        if isinstance(stage, Source):
-            found = rec.meta.source_schema(rec.flow, stage.name, stage.definition_hash())
-            assert found is not None
-            parts = [rec._listings[stage.name][t.partition] for t in tasks]
-            with boundary(stage.name, ""):
-                return batchmod.ingest(runner, stage, parts, found[0], found[1])
         with boundary(stage.name, ""):
-            return _map_batch(rec, runner, stage, mode, [t.partition for t in tasks])
+            if isinstance(stage, Source):
+                found = rec.meta.source_schema(rec.flow, stage.name, stage.definition_hash())
+                assert found is not None
+                parts = [rec._listings[stage.name][p] for p in pids]
+                return batchmod.ingest(runner, stage, parts, found[0], found[1])
+            if mode.mode == "partial":
+                return _partial_batch(rec, runner, stage, mode, pids)
+            return _map_batch(rec, runner, stage, mode, pids)
     finally:
         runner.release_views()
+
+
+def _batch_frames(rec: Reconciler, runner: Any, stage: Transform, pids: Sequence[str],
+                  split: Callable[[str], bool]) -> dict[str, Any]:
+    """Each input's frame: the batch's partitions of the inputs `split` names, all of the others."""
+    frames = {}
+    for i in stage.inputs:
+        name = rec.graph.resolve(i)
+        paths, schema = committed_paths(rec, name)
+        chosen = [paths[p] for p in pids if p in paths] if split(name) else list(paths.values())
+        if split(name) and any(p.startswith(EXTERNAL) for p in chosen):
+            raise batchmod.NotBatchable(f"{name} is read from the source's files in place")
+        if not paths and schema is None:
+            raise DataflowError(f"stage {name!r} has no committed output yet")
+        frames[i] = runner.read_objects(sorted(chosen), schema)
+    return frames
 
 
 def _map_batch(rec: Reconciler, runner: Any, stage: Transform, mode: ModeInfo,
@@ -97,24 +119,35 @@ def _map_batch(rec: Reconciler, runner: Any, stage: Transform, mode: ModeInfo,
     from pyspark.sql import functions as F
 
     assert mode.key is not None
-    frames = {}
-    for i in stage.inputs:
-        name = rec.graph.resolve(i)
-        paths, schema = committed_paths(rec, name)
-        keyed = _output_key(rec, name) is not None
-        chosen = [paths[p] for p in pids if p in paths] if keyed else list(paths.values())
-        if keyed and any(p.startswith(EXTERNAL) for p in chosen):
-            raise batchmod.NotBatchable(f"{name} is read from the source's files in place")
-        if not paths and schema is None:
-            raise DataflowError(f"stage {name!r} has no committed output yet")
-        frames[i] = runner.read_objects(sorted(chosen), schema)
+    frames = _batch_frames(rec, runner, stage, pids, lambda n: _output_key(rec, n) is not None)
     df = runner.transform(stage, frames)
     field = next((f for f in df.schema.fields if f.name.lower() == mode.key.lower()), None)
     if field is None:
         raise batchmod.NotBatchable(f"the output has no column {mode.key!r}")
-    key_type = field.dataType.typeName()
-    labels = batchmod.labels_for(pids, [batchmod.partition_value(p) for p in pids], key_type)
+    labels = batchmod.labels_for(pids, [batchmod.partition_value(p) for p in pids], field.dataType.typeName())
     return batchmod.write_tagged(df, F.col(f"`{field.name}`"), labels, stage.name, rec.store)
+
+
+def _partial_batch(rec: Reconciler, runner: Any, stage: Transform, mode: ModeInfo,
+                   pids: Sequence[str]) -> batchmod.BatchWrite:
+    from pyspark.sql import functions as F
+
+    from jupyter_dataflow.core import modes
+    from jupyter_dataflow.core import sql as sqlmod
+
+    assert stage.sql is not None
+    names = [rec.graph.resolve(i) for i in stage.inputs]
+    keys = {i.lower(): _output_key(rec, n) for i, n in zip(stage.inputs, names, strict=False)}
+    pp = modes.partial_plan(stage.sql, keys, stage=stage.name)
+    key = keys.get(pp.partitioned_input)
+    grouped = sqlmod.group_also_by(pp.partial_sql, pp.partitioned_input, key, batchmod.KEY) if key else None
+    if grouped is None:
+        raise batchmod.NotBatchable("a global aggregate has a row even for an empty partition")
+    frames = _batch_frames(rec, runner, stage, pids, lambda n: n == mode.partitioned_input)
+    df = runner.run_sql(stage.name, grouped, frames)
+    key_type = df.schema[batchmod.KEY].dataType.typeName()
+    labels = batchmod.labels_for(pids, [batchmod.partition_value(p) for p in pids], key_type)
+    return batchmod.write_tagged(df, F.col(batchmod.KEY), labels, stage.name, rec.store, hidden=(batchmod.KEY,))
 
 
 def _transform_frame(rec: Reconciler, runner: Any, stage: Transform, mode: ModeInfo, task: Task) -> Any:

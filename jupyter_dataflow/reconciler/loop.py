@@ -370,7 +370,7 @@ class Reconciler:
         the stage allows, one job per task otherwise and for whatever a batch left."""
         from jupyter_dataflow.reconciler.compute import batchable
 
-        if self.batch_size < 2 or len(todo) < 2 or not batchable(stage, mode):
+        if self.batch_size < 2 or len(todo) < 2 or not batchable(stage, mode, todo):
             return [(t, pool.submit(self._compute, stage, mode, t, outcomes)) for t in todo]
         # Few, large jobs: a job's fixed cost is what batching saves; both cores already
         # work on one job's Spark tasks.
