@@ -7,6 +7,9 @@ and time the incremental run (median over --appends appended days), in one proce
 and one SparkSession. The same three steps as a plain PySpark script that recomputes
 everything are timed too (median over --repeat runs), and the answers are compared.
 
+A last full run of the same flow with one Spark job per partition shows what batching
+partitions into shared jobs saves (--no-unbatched skips it).
+
     python bench/incremental.py [--rows 5000000] [--days 100] [--appends 3] [--repeat 3]
 """
 
@@ -55,6 +58,28 @@ def plain(spark, src: Path, out: Path) -> tuple[float, tuple]:
     return time.perf_counter() - started, answer
 
 
+def build(home: Path, spark, src: Path) -> jd.Flow:
+    flow = jd.Flow.open(home=home, spark=spark)
+    flow.source("events", path=str(src), format="parquet", partition_by="date")
+    flow.transform("valued", MAP_SQL)
+    flow.transform("per_customer", AGG_SQL)
+    flow.transform("top", TOP_SQL)
+    return flow
+
+
+def unbatched_full_run(spark, src: Path, home: Path) -> float:
+    """A full run of the same flow, one Spark job per partition (as before batching)."""
+    os.environ["JUPYTER_DATAFLOW_BATCH"] = "1"
+    try:
+        flow = build(home, spark, src)
+        t = time.perf_counter()
+        result = flow.run()
+        assert result.ok, result.errors
+        return time.perf_counter() - t
+    finally:
+        del os.environ["JUPYTER_DATAFLOW_BATCH"]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rows", type=int, default=5_000_000)
@@ -62,6 +87,8 @@ def main() -> None:
     ap.add_argument("--appends", type=int, default=3)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--spark", default="local[2]")
+    ap.add_argument("--unbatched", action=argparse.BooleanOptionalAction, default=True,
+                    help="also time a full run with one Spark job per partition (JUPYTER_DATAFLOW_BATCH=1)")
     args = ap.parse_args()
     spark = get_session(args.spark, {"spark.sql.shuffle.partitions": "4", "spark.driver.memory": "4g"})
     root = Path(tempfile.mkdtemp(prefix="bench-incremental-"))
@@ -69,11 +96,7 @@ def main() -> None:
         src = root / "events"
         generate(spark, src, args.rows, args.days)
         print(f"source: {args.rows:,} rows in {args.days} daily partitions ({src})")
-        flow = jd.Flow.open(home=root / ".dataflow", spark=spark)
-        flow.source("events", path=str(src), format="parquet", partition_by="date")
-        flow.transform("valued", MAP_SQL)
-        flow.transform("per_customer", AGG_SQL)
-        flow.transform("top", TOP_SQL)
+        flow = build(root / ".dataflow", spark, src)
         modes = {s.name: s.mode for s in flow.status()}
         print(f"modes: {modes}")
 
@@ -102,6 +125,7 @@ def main() -> None:
             secs, answer = plain(spark, src, root / "plain")
             plain_times.append(secs)
         plain_s = statistics.median(plain_times)
+        unbatched_s = unbatched_full_run(spark, src, root / ".dataflow-unbatched") if args.unbatched else None
         same = len(ours) == len(answer) and all(
             abs(a - b) <= 1e-6 * max(1.0, abs(b)) if isinstance(a, float) else a == b for a, b in zip(ours, answer, strict=False))
 
@@ -113,6 +137,9 @@ def main() -> None:
         print(f"{'incremental / our full':44} {inc_s / full_s:9.3f}   (target <= 0.05)")
         print(f"{'incremental / plain full recompute':44} {inc_s / plain_s:9.3f}")
         print(f"{'our full / plain full recompute':44} {full_s / plain_s:9.2f}")
+        if unbatched_s is not None:
+            print(f"{'our full run, one job per partition':44} {unbatched_s:9.2f}   (source has {args.appends} more days)")
+            print(f"{'full run batched / one job per partition':44} {full_s / unbatched_s:9.3f}")
         print(f"answers identical: {same}  ours={ours} plain={answer}")
     finally:
         shutil.rmtree(root, ignore_errors=True)
