@@ -179,6 +179,7 @@ def _empty(path: str, schema: Any, schema_json: str) -> Staged:
     os.makedirs(path)
     file = os.path.join(path, "part-00000-empty.snappy.parquet")
     pq.write_table(arrow.empty_table(), file, compression="snappy")
+    open(os.path.join(path, "_SUCCESS"), "wb").close()
     return Staged(path, 0, os.path.getsize(file), data_version(schema_json, 0, 0), schema_json)
 
 
@@ -205,6 +206,7 @@ def _split(found: Mapping[int, tuple[int, int, set[str | None]]], labels: Mappin
             raise NotBatchable(f"partition {pid} has two tags")
         part = storefs.join(directory, f"{TAG}={tag}")
         size = store.verify(directory, part)
+        store.fs_for(part).touch(storefs.join(part, "_SUCCESS"))  # a complete output, like any object
         staged[pid] = Staged(part, rows, size, data_version(schema_json, rows, checksum), schema_json)
     return staged
 

@@ -103,6 +103,7 @@ class StoreFS(Protocol):
     """What the object store and gc need of a filesystem."""
 
     def mkdirs(self, path: str) -> None: ...
+    def touch(self, path: str) -> None: ...                     # an empty file
     def exists(self, path: str) -> bool: ...
     def listdir(self, path: str) -> list[Entry]: ...               # children; [] when missing
     def files(self, path: str, suffix: str = "") -> list[Entry]: ...   # recursive, sorted
@@ -116,6 +117,10 @@ class LocalFS:
 
     def mkdirs(self, path: str) -> None:
         os.makedirs(path, exist_ok=True)
+
+    def touch(self, path: str) -> None:
+        with open(path, "wb"):
+            pass
 
     def exists(self, path: str) -> bool:
         return os.path.exists(path)
@@ -182,6 +187,10 @@ class HadoopFS:
     def mkdirs(self, path: str) -> None:
         fs, p = self._fs(path)
         fs.mkdirs(p)
+
+    def touch(self, path: str) -> None:
+        fs, p = self._fs(path)
+        fs.create(p, True).close()
 
     def exists(self, path: str) -> bool:
         fs, p = self._fs(path)
@@ -261,6 +270,9 @@ class ArrowFS:
 
     def mkdirs(self, path: str) -> None:
         self._fs.create_dir(self._path(path), recursive=True)
+
+    def touch(self, path: str) -> None:
+        self._fs.open_output_stream(self._path(path)).close()
 
     def exists(self, path: str) -> bool:
         import pyarrow.fs as pafs

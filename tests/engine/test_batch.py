@@ -78,6 +78,9 @@ def test_a_batched_run_equals_one_job_per_partition(tmp_path: Path, spark: Any, 
         assert len(_starts(alone, stage, role)) == len(values), stage
     assert _versions(batched) == _versions(alone)
     assert len(batched.meta.current(batched.name, "clean", OUTPUT)) == len(values)  # the empty one too
+    current = batched.meta.current(batched.name, "clean", OUTPUT)
+    assert all((Path(o.path) / "_SUCCESS").is_file()
+               for o in batched.meta.objects([c.fingerprint for c in current]).values())
     assert sorted(batched.table("summary").collect()) == sorted(alone.table("summary").collect())
     # Objects from both paths read as one table, with and without Spark.
     rows = sorted(batched.table("clean").collect())

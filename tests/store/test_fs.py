@@ -74,6 +74,9 @@ def test_mkdirs_exists_listdir_files_and_sizes(layer: tuple[storefs.StoreFS, str
     assert [e.size for e in parquet] == [10, 20]
     assert all(e.path.startswith(storefs.join(staging, "daily-1", "date=1")) for e in parquet)
     assert fs.size(storefs.join(staging, "daily-1")) == 31   # every file, the marker included
+    marker = storefs.join(staging, "daily-1", "date=1", "_SUCCESS")
+    fs.touch(marker)
+    assert disk(marker).is_file() and disk(marker).stat().st_size == 0
 
 
 @pytest.mark.spark
