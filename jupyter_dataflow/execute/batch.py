@@ -22,15 +22,19 @@ from dataclasses import dataclass
 from typing import Any
 
 from jupyter_dataflow.core.errors import DataflowError, SourceError
-from jupyter_dataflow.execute.runner import Staged, check_parquet_columns, data_version, row_hash
+from jupyter_dataflow.execute.runner import (
+    Staged,
+    check_parquet_columns,
+    data_version,
+    json_type,
+    row_hash,
+)
 from jupyter_dataflow.store import fs as storefs
-from jupyter_dataflow.store.listing import SourcePartition, check_unchanged, local_path, settle
+from jupyter_dataflow.store.listing import SourcePartition, check_unchanged, settle
 from jupyter_dataflow.store.objects import ObjectStore
 
 KEY = "__dataflow_key"
-PATH = "__dataflow_path"
 VALUE = "__dataflow_value"
-FILE = "__dataflow_file"
 TAG = "__dataflow_tag"
 SPARK_SCHEMA = "org.apache.spark.sql.parquet.row.metadata"
 LABEL = "__dataflow_label"
@@ -233,12 +237,12 @@ def ingest(runner: Any, source: Any, parts: Sequence[SourcePartition], schema_js
            key_type: str | None) -> BatchWrite:
     """Copy several partitions of a directory-partitioned source into the store at once.
 
-    Each row's key comes from its file, through a broadcast lookup of the files' paths;
-    a file Spark names in a way the lookup does not know leaves its rows unlabelled,
-    which fails the batch instead of mislabelling them.
+    Spark reads each row's key from its file's `key=value` directory (partition
+    discovery, typed by the recorded key type), a constant per file rather than work per
+    row. Its reading of a directory name must give the value the listing gave: a row
+    whose key matches no partition of the batch fails the batch instead of being filed
+    under another partition.
     """
-    import os
-
     from pyspark.sql import functions as F
 
     key = source.partition_by
@@ -251,21 +255,19 @@ def ingest(runner: Any, source: Any, parts: Sequence[SourcePartition], schema_js
         if source.format == "parquet":
             check_parquet_columns(source.name, p, schema_json)
         settle(source.name, p)
+    first = parts[0].files[0]
+    root = first.path[: len(first.path) - len(first.relpath)]
     files = [f.path for p in parts for f in p.files]
-    read = runner.reader(source, schema_json).load(files)
+    keyed = json.loads(schema_json)
+    keyed["fields"].append({"name": key, "type": json_type(kind), "nullable": True, "metadata": {}})
+    read = runner.reader(source, json.dumps(keyed)).option("basePath", root).load(files)
     # What the one-partition path writes: the same columns, the key a cast literal.
-    expected = read.withColumn(key, F.lit(parts[0].value).cast(kind)).schema
-    lookup = runner.spark.createDataFrame(
-        [(os.path.abspath(local_path(f.path)), p.value) for p in parts for f in p.files],
-        f"{PATH} string, {VALUE} string")
-    # Spark names a file by its URI; undo the percent-encoding ('+' is literal in a path).
-    named = F.url_decode(F.replace(F.regexp_replace(F.col("_metadata.file_path"), "^file:(//)?", ""),
-                                   F.lit("+"), F.lit("%2B")))
-    joined = read.withColumn(FILE, named).join(F.broadcast(lookup), F.col(FILE) == F.col(PATH), "left")
-    value = F.col(VALUE).cast(kind)
-    if not expected[key].nullable:
-        value = F.coalesce(value, F.lit(parts[0].value).cast(kind))  # the label still sees a miss
-    df = joined.select(*[F.col(f"`{c}`") for c in read.columns], value.alias(key), F.col(VALUE))
+    expected = runner.reader(source, schema_json).load(files[:1]).withColumn(
+        key, F.lit(parts[0].value).cast(kind)).schema
+    found = read[f"`{key}`"]
+    value = found if expected[key].nullable else F.coalesce(found, F.lit(parts[0].value).cast(kind))
+    data = [F.col(f"`{f.name}`") for f in expected.fields if f.name != key]
+    df = read.select(*data, value.alias(key), found.cast("string").alias(VALUE))
     if df.drop(VALUE).schema != expected:
         raise NotBatchable("the batch would not write the schema a partition alone writes")
     written = write_tagged(df, F.col(VALUE), labels, source.name, runner.store, hidden=(VALUE,))

@@ -168,7 +168,7 @@ class TaskRunner:
         path = external_path([f.path for f in part.files], source.partition_by, part.value, key_type)
         schema = json.loads(schema_json)
         if source.partition_by:
-            schema["fields"].append({"name": source.partition_by, "type": _json_type(key_type or "string"),
+            schema["fields"].append({"name": source.partition_by, "type": json_type(key_type or "string"),
                                      "nullable": True, "metadata": {}})
         return ExternalData(path, rows, sum(f.size for f in part.files), json.dumps(schema))
 
@@ -331,7 +331,7 @@ def check_parquet_columns(stage: str, part: SourcePartition, schema_json: str) -
                               f"missing columns {missing or 'none'}", stage, part.partition)
 
 
-def _json_type(spark_type: str) -> str:
+def json_type(spark_type: str) -> str:
     return {"int": "integer", "bigint": "long"}.get(spark_type, spark_type)
 
 
