@@ -34,6 +34,9 @@ class _Empty:
     def current(self, stage):
         return {}
 
+    def committed_inputs(self, stage):
+        return {}
+
     def object_parts(self, fps):
         return {}
 
@@ -105,6 +108,9 @@ def build(root: Path, sources: int, chain: int, partitions: int) -> jd.Flow:
                          json.dumps(o.inputs), o.code, o.stage, o.partition, o.started_at, o.finished_at)
                         for o in objects])
         db.executemany("INSERT INTO current VALUES (?, ?, ?, ?, ?, ?, ?, ?)", current)
+        # What a commit records for a source partition besides its object.
+        db.executemany("INSERT OR IGNORE INTO inputs_parts VALUES (?, ?)",
+                       [(o.fingerprint, o.parts["inputs"]) for o in objects if "inputs" in o.parts])
     for s in states:
         meta.put_state(flow.name, s)
     return flow
