@@ -22,8 +22,9 @@ import pytest
 
 import jupyter_dataflow as jd
 from jupyter_dataflow.core import fingerprint as fpmod
-from jupyter_dataflow.plan.planner import Plan, Task
+from jupyter_dataflow.plan.planner import Plan, Task, source_version
 from jupyter_dataflow.reconciler.view import MetaView
+from jupyter_dataflow.store.listing import SourceFile, SourcePartition
 from jupyter_dataflow.store.metadata import ObjectRecord, Publish, StageState
 from tests.engine.conftest import make_rows, write_day
 
@@ -214,6 +215,25 @@ def test_committing_records_the_inputs_part_and_gc_forgets_it_with_the_object(
     assert replaced in parts()
     assert flow.gc(keep=0, grace=0).objects == [replaced]
     assert parts() == {fp for fp, _part in recorded.values()}
+
+
+def test_the_listing_version_hashes_the_json_of_the_sorted_listing() -> None:
+    """Pinned to its definition, so versions recorded by earlier releases stay valid."""
+    def file(relpath: str, size: int, content_hash: str | None) -> SourceFile:
+        return SourceFile("/data/" + relpath, relpath, size, 1_700_000_000_123_456_789 + size, content_hash)
+
+    odd = ["d=é/naïve 文件.csv", 'd=x/quote".csv', "d=x/back\\slash.csv", "d=x/tab\tnew\nline\u0001.csv"]
+    partitions = {
+        "d=x": SourcePartition("d=x", "x", (file(odd[3], 3, "ab"), file(odd[1], 1, None), file(odd[2], 2, "cd"))),
+        "d=é": SourcePartition("d=é", "é", (file(odd[0], 10, None),)),
+        "d=empty": SourcePartition("d=empty", "empty", ()),
+        "d=a": SourcePartition("d=a", "a", (file("d=a/part-0.csv", 0, "ef"),)),
+    }
+    listing = [[pid, [[f.relpath, f.size, f.mtime_ns, f.content_hash]
+                      for f in sorted(partitions[pid].files, key=lambda f: f.relpath)]]
+               for pid in sorted(partitions)]
+    assert source_version(partitions) == fpmod.digest("listing", json.dumps(listing, separators=(",", ":")))
+    assert source_version({}) == fpmod.digest("listing", "[]")
 
 
 @pytest.mark.spark
