@@ -7,7 +7,8 @@ the same function stage by stage once upstream outputs are known, so a plan and 
 can never disagree about what "fresh" means.
 
 Planning cost follows what changed: a stage whose definition and input versions match
-what was recorded at its last reconcile is fresh without loading its partitions.
+what was recorded at its last reconcile is fresh without loading its partitions, and a
+changed source fingerprints only the partitions whose files changed.
 """
 
 from __future__ import annotations
@@ -112,6 +113,7 @@ class StoreView(Protocol):
     """The read-only view of stored state the planner needs."""
 
     def current(self, stage: str) -> Mapping[tuple[str, str], Any]: ...
+    def committed_inputs(self, stage: str) -> Mapping[str, tuple[str, str | None]]: ...
     def object_parts(self, fingerprints: Sequence[str]) -> Mapping[str, tuple[dict[str, str], list[list[str]]]]: ...
     def has_objects(self, fingerprints: Sequence[str]) -> set[str]: ...
     def state(self, stage: str) -> Any | None: ...
@@ -125,11 +127,27 @@ def source_version(partitions: Mapping[str, Any]) -> str:
     the listing, not a hash per file: a listing of 10,000 files costs a few
     milliseconds. Only a source whose version moved goes on to fingerprint its
     partitions one by one.
+
+    The encoding is the text `json.dumps(listing, separators=(",", ":"))` gives for
+    `listing = [[pid, [[relpath, size, mtime_ns, content_hash], ...]], ...]` (sorted),
+    written directly: building those lists made three garbage-collected objects per
+    partition on every plan, as much collector work as the listing itself.
     """
-    listing = [[pid, [[f.relpath, f.size, f.mtime_ns, f.content_hash]
-                      for f in sorted(partitions[pid].files, key=lambda f: f.relpath)]]
-               for pid in sorted(partitions)]
-    return fpmod.digest("listing", json.dumps(listing, separators=(",", ":")))
+    text = []
+    for pid in sorted(partitions):
+        files = partitions[pid].files
+        entries = _file_json(files[0]) if len(files) == 1 else ",".join(
+            [_file_json(f) for f in sorted(files, key=lambda f: f.relpath)])
+        text.append(f"[{_json_str(pid)},[{entries}]]")
+    return fpmod.digest("listing", "[" + ",".join(text) + "]")
+
+
+_json_str = json.encoder.encode_basestring_ascii  # how json.dumps writes a str (ensure_ascii)
+
+
+def _file_json(f: Any) -> str:
+    content = "null" if f.content_hash is None else _json_str(f.content_hash)
+    return f"[{_json_str(f.relpath)},{f.size},{f.mtime_ns},{content}]"
 
 
 def inputs_version(stage: Stage, upstream: Mapping[str, Outcome]) -> str | None:
@@ -167,7 +185,11 @@ def _reason(task_fp: fpmod.Fingerprint, stored: tuple[dict[str, str], list[list[
 
 def plan_source(stage: Source, listing: Mapping[str, Any], schema: tuple[str, str | None] | None,
                 view: StoreView) -> StagePlan:
-    """Tasks that ingest new, changed or deleted partitions of a source."""
+    """Tasks that ingest new, changed or deleted partitions of a source.
+
+    Only the partitions whose files changed are fingerprinted (`_changed_files`), and
+    only their stored records are loaded to say why they are stale.
+    """
     def_hash = stage.definition_hash()
     mode = ModeInfo("source", stage.partition_by, "partitioned by " + (
         f"directory key {stage.partition_by!r}" if stage.partition_by else "file"))
@@ -175,29 +197,30 @@ def plan_source(stage: Source, listing: Mapping[str, Any], schema: tuple[str, st
     state = view.state(stage.name)
     if state is not None and state.state == "fresh" and state.def_hash == def_hash and state.inputs_version == version:
         return StagePlan(stage.name, "source", mode, (), True, def_hash, version)
-    current = view.current(stage.name)
-    tasks: list[Task] = []
+    committed = view.committed_inputs(stage.name)
+    inputs = {pid: tuple(InputVersion("file", f.relpath, f.identity) for f in part.files)
+              for pid, part in listing.items()}
     fps: dict[str, fpmod.Fingerprint] = {}
-    inputs: dict[str, tuple[InputVersion, ...]] = {}
-    code = stage.code()
-    base = {**stage.config(), "path": stage.path, "schema": schema[0], "key_type": schema[1]} if schema else {}
-    for pid, part in listing.items():
-        ins = tuple(InputVersion("file", f.relpath, f.identity) for f in part.files)
-        inputs[pid] = ins
-        if schema is not None:
-            fps[pid] = fpmod.compute(code, {**base, "partition": pid, "value": part.value}, ins)
-    def unchanged(pid: str) -> bool:
-        cur, fp = current.get((OUTPUT, pid)), fps.get(pid)
-        return cur is not None and fp is not None and cur.fingerprint == fp.digest
+    if schema is None:
+        stale = list(listing)  # nothing was ever read: no schema to fingerprint with yet
+    else:
+        code = stage.code()
+        base = {**stage.config(), "path": stage.path, "schema": schema[0], "key_type": schema[1]}
 
-    stale = [pid for pid in listing if not unchanged(pid)]
+        def fingerprint(pid: str) -> fpmod.Fingerprint:
+            return fpmod.compute(code, {**base, "partition": pid, "value": listing[pid].value}, inputs[pid])
+
+        same_def = state is not None and state.def_hash == def_hash
+        fps = {pid: fingerprint(pid) for pid in _changed_files(inputs, committed, fingerprint, same_def)}
+        stale = [pid for pid, fp in fps.items() if committed.get(pid, ("",))[0] != fp.digest]
     # What the stale partitions were made from, to say why they are stale: loaded for
     # them alone, so one late file in a thousand partitions reads one stored record.
-    stored = view.object_parts([current[(OUTPUT, pid)].fingerprint for pid in stale if (OUTPUT, pid) in current])
+    stored = view.object_parts([committed[pid][0] for pid in stale if pid in committed])
+    tasks: list[Task] = []
     for pid in stale:
-        cur = current.get((OUTPUT, pid))
+        cur = committed.get(pid)
         fp = fps.get(pid)
-        old = stored.get(cur.fingerprint) if cur is not None else None
+        old = stored.get(cur[0]) if cur is not None else None
         if fp is None:
             reason, cause = ("new", "") if cur is None else ("late_data", "")
         else:
@@ -206,10 +229,39 @@ def plan_source(stage: Source, listing: Mapping[str, Any], schema: tuple[str, st
                 cause = _file_cause(old, inputs[pid])
         tasks.append(Task(stage.name, pid, reason, OUTPUT, cause, fp.digest if fp else None, inputs[pid],
                           fp.parts() if fp else {}))
-    for (role, pid) in sorted(current):
-        if role == OUTPUT and pid not in listing:
+    for pid in sorted(committed):
+        if pid not in listing:
             tasks.append(Task(stage.name, pid, "deleted", OUTPUT, "files removed from the source"))
     return StagePlan(stage.name, "source", mode, tuple(tasks), not tasks, def_hash, version)
+
+
+def _changed_files(inputs: Mapping[str, tuple[InputVersion, ...]], committed: Mapping[str, tuple[str, str | None]],
+                   fingerprint: Callable[[str], fpmod.Fingerprint], same_def: bool) -> list[str]:
+    """The listed partitions whose fingerprints may differ from the committed ones.
+
+    A fingerprint's code and configuration parts are the same for every partition of a
+    source but for the partition's own id, so while they are unchanged only a partition
+    whose files changed (its inputs part differs from the recorded one) can have a new
+    fingerprint. They are unchanged when the definition is the one last reconciled
+    (every committed partition was fingerprinted with it) and one partition whose files
+    did not change recomputes to its committed fingerprint (so the inferred schema,
+    which the definition does not cover, is the same too). Otherwise every partition
+    is checked; so is one whose inputs part was never recorded (an older version
+    committed it).
+    """
+    if not same_def:
+        return list(inputs)
+    changed: list[str] = []
+    unchanged: str | None = None
+    for pid, ins in inputs.items():
+        recorded = committed[pid][1] if pid in committed else None
+        if recorded is None or recorded != fpmod.inputs_part(ins):
+            changed.append(pid)
+        elif unchanged is None:
+            unchanged = pid
+    if unchanged is not None and fingerprint(unchanged).digest != committed[unchanged][0]:
+        return list(inputs)
+    return changed
 
 
 def _file_cause(old: tuple[dict[str, str], list[list[str]]] | None, new: Sequence[InputVersion]) -> str:

@@ -20,6 +20,9 @@ class MetaView:
     def current(self, stage: str) -> Mapping[tuple[str, str], CurrentRecord]:
         return {(c.role, c.partition): c for c in self.meta.current(self.flow, stage)}
 
+    def committed_inputs(self, stage: str) -> Mapping[str, tuple[str, str | None]]:
+        return self.meta.committed_inputs(self.flow, stage)
+
     def object_parts(self, fingerprints: Sequence[str]) -> Mapping[str, tuple[dict[str, str], list[list[str]]]]:
         return {fp: (o.parts, o.inputs) for fp, o in self.meta.objects(fingerprints).items()}
 

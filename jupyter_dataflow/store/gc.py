@@ -104,6 +104,8 @@ def collect(meta: Metadata, store: ObjectStore, *, keep: int = 1, grace: float =
                 marks = ",".join("?" * len(chunk))
                 db.execute(f"DELETE FROM objects WHERE fingerprint IN ({marks}) "
                            f"AND fingerprint NOT IN (SELECT fingerprint FROM current)", chunk)
+                db.execute(f"DELETE FROM inputs_parts WHERE fingerprint IN ({marks}) "
+                           f"AND fingerprint NOT IN (SELECT fingerprint FROM objects)", chunk)
             still = {r[0] for r in db.execute("SELECT fingerprint FROM objects")}
         doomed = [d for d in doomed if d[0] not in still]
     for fp, path, size in doomed:

@@ -1,8 +1,10 @@
 """The metadata database: SQLite in WAL mode, one connection per thread.
 
-It holds flows, stage definitions, committed objects, which object is current for
-every (flow, stage, role, partition), per-stage reconcile state and run history. A
-commit is one transaction: readers see the old mapping or the new one.
+It holds flows, stage definitions, committed objects (and, for source partitions, the
+inputs part of their fingerprints), which object is current for every (flow, stage,
+role, partition), per-stage reconcile state and run history. A commit is one
+transaction: readers see the old mapping or the new one. A home written by an older
+version is brought up to date when it is opened (`_migrate`).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _DDL = """
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -39,6 +41,8 @@ CREATE TABLE IF NOT EXISTS current(
     reason TEXT NOT NULL,
     PRIMARY KEY(flow, stage, role, partition));
 CREATE INDEX IF NOT EXISTS current_fp ON current(fingerprint);
+CREATE TABLE IF NOT EXISTS inputs_parts(
+    fingerprint TEXT PRIMARY KEY, part TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS history(
     flow TEXT NOT NULL, stage TEXT NOT NULL, role TEXT NOT NULL, partition TEXT NOT NULL,
     fingerprint TEXT NOT NULL, committed_at REAL NOT NULL, replaced_at REAL);
@@ -126,6 +130,7 @@ class Metadata:
         self._conn().executescript(_DDL)  # idempotent; executescript commits on its own
         with self.transaction() as db:
             db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+            _migrate(db)
 
     def _conn(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
@@ -277,11 +282,28 @@ class Metadata:
             args.append(role)
         return [_current(r) for r in self.query(sql + " ORDER BY stage, role, partition", args)]
 
+    def committed_inputs(self, flow: str, stage: str) -> dict[str, tuple[str, str | None]]:
+        """Output partition -> (fingerprint, inputs part of that fingerprint) of a source.
+
+        The inputs part is None where it was not recorded (a partition committed by an
+        older version and not found by `_migrate`): fingerprint that partition in full.
+        """
+        rows = self._conn().execute(
+            "SELECT c.partition, c.fingerprint, i.part FROM current c "
+            "LEFT JOIN inputs_parts i ON i.fingerprint = c.fingerprint "
+            "WHERE c.flow = ? AND c.stage = ? AND c.role = 'output'", (flow, stage))
+        return {pid: (fp, part) for pid, fp, part in rows}
+
     def commit(self, flow: str, publishes: Iterable[Publish], state: StageState | None = None) -> None:
-        """Publish objects and move `current` pointers in one transaction."""
+        """Publish objects and move `current` pointers in one transaction.
+
+        For a source partition, also records the inputs part of its fingerprint (a hash
+        of its files' identities), which lets planning skip its unchanged partitions.
+        """
         now = time.time()
         publishes = list(publishes)
         with self.transaction() as db:
+            sources = _sources(db, flow, {p.stage for p in publishes if p.object is not None})
             for p in publishes:
                 if p.object is not None:
                     o = p.object
@@ -291,6 +313,9 @@ class Metadata:
                          json.dumps(o.parts, sort_keys=True), json.dumps(o.inputs), o.code, o.stage,
                          o.partition, o.started_at, o.finished_at),
                     )
+                    if p.stage in sources and "inputs" in o.parts:
+                        db.execute("INSERT OR IGNORE INTO inputs_parts VALUES (?, ?)",
+                                   (o.fingerprint, o.parts["inputs"]))
                 prev = db.execute(
                     "SELECT fingerprint FROM current WHERE flow=? AND stage=? AND role=? AND partition=?",
                     (flow, p.stage, p.role, p.partition)).fetchone()
@@ -411,6 +436,36 @@ class Metadata:
         with self.transaction() as db:
             db.execute("UPDATE runs SET finished_at=?, executed=?, reused=?, failed=?, status=? WHERE id=?",
                        (time.time(), executed, reused, failed, "failed" if failed else "succeeded", run_id))
+
+
+def _sources(db: sqlite3.Connection, flow: str, stages: set[str]) -> set[str]:
+    """Which of `stages` are sources of `flow`."""
+    marks = ",".join("?" * len(stages))
+    return {r[0] for r in db.execute(f"SELECT name FROM stages WHERE flow = ? AND kind = 'source' "
+                                     f"AND name IN ({marks})", [flow, *sorted(stages)])}
+
+
+def _migrate(db: sqlite3.Connection) -> None:
+    """Bring a home written by an older version up to SCHEMA_VERSION, inside `db`'s transaction.
+
+    Version 2 records the inputs part of each committed source partition's fingerprint
+    (table `inputs_parts`, keyed by fingerprint, so a row can never go stale), read back
+    from the stored objects of the partitions current now. Keyed by fingerprint rather
+    than a column of `current`, a process still running an older version writes to the
+    home as before; what it commits has no inputs part and is fingerprinted in full.
+    """
+    version = int(db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0])
+    if version >= 2:
+        return
+    # CROSS JOIN fixes the loop order: from the few source stages to their partitions,
+    # not through every row of `current` (a million in a large home).
+    rows = db.execute(
+        "SELECT DISTINCT o.fingerprint, o.parts FROM stages s "
+        "CROSS JOIN current c ON c.flow = s.flow AND c.stage = s.name "
+        "CROSS JOIN objects o ON o.fingerprint = c.fingerprint WHERE s.kind = 'source'").fetchall()
+    parts = ((fp, json.loads(text).get("inputs")) for fp, text in rows)
+    db.executemany("INSERT OR IGNORE INTO inputs_parts VALUES (?, ?)", [(fp, p) for fp, p in parts if p])
+    db.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),))
 
 
 _FAULT_HITS: dict[str, int] = {}

@@ -54,6 +54,12 @@ def test_parts_name_what_changed() -> None:
     assert a.changed_parts(fp.compute("code", {"k": 2}, [InputVersion("s", "p", "1")]).parts()) == ["config"]
 
 
+def test_the_inputs_part_alone_is_the_one_compute_gives() -> None:
+    ins = [InputVersion("file", "d=2/b.csv", "v2"), InputVersion("file", "d=2/a.csv", "v1")]
+    assert fp.inputs_part(ins) == fp.compute("code", {"k": 1}, ins).inputs == fp.inputs_part(ins[::-1])
+    assert fp.inputs_part(ins[:1]) != fp.inputs_part(ins)
+
+
 def test_inputs_are_order_independent_and_length_prefixed() -> None:
     i1, i2 = InputVersion("a", "p1", "x"), InputVersion("b", "p2", "y")
     assert fp.compute("c", {}, [i1, i2]).digest == fp.compute("c", {}, [i2, i1]).digest
