@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Literal, cast, get_args
 
@@ -64,11 +64,15 @@ class PartialPlan:
     `partial_sql` runs once per partition of `partitioned_input` and reads the same
     table names as the original query; `combine_sql` reads `PARTIALS_TABLE`, the union
     of all partial outputs, and yields exactly the original query's output.
+    `rollup_sql` also reads `PARTIALS_TABLE` and merges any number of partials into
+    fewer rows of the same columns and types, so a rollup of some partials can stand
+    in for them, in the combine or in a later rollup.
     """
 
     partitioned_input: str
     partial_sql: str
     combine_sql: str
+    rollup_sql: str
 
 
 class _Refusal(Exception):
@@ -206,7 +210,7 @@ def partial_plan(sql: str, inputs: Mapping[str, str | None], *, stage: str | Non
         parts = _Analysis(sql, inputs, stage).partial()
     except _Refusal as refusal:
         raise StageDefinitionError(f"cannot run as partial: {refusal}", stage) from None
-    return PartialPlan(parts.input, parts.partial_sql, parts.combine_sql)
+    return PartialPlan(parts.input, parts.partial_sql, parts.combine_sql, parts.rollup_sql)
 
 
 @dataclass(frozen=True)
@@ -214,6 +218,7 @@ class _Parts:
     input: str
     partial_sql: str
     combine_sql: str
+    rollup_sql: str
     why: str
 
 
@@ -377,7 +382,7 @@ class _Analysis:
         combiner = _Combiner(keys)
         partial_sql, combine_sql = combiner.build(select, original.expressions)
         why = f"aggregates ({', '.join(combiner.kinds)}) over {name!r} decompose per partition"
-        return _Parts(name, partial_sql, combine_sql, why)
+        return _Parts(name, partial_sql, combine_sql, combiner.rollup_sql(), why)
 
     def _check_partial_sources(self, select: exp.Select, name: str) -> None:
         try:
@@ -781,6 +786,7 @@ class _Combiner:
         self.keys = keys
         self._key_sql = [k.sql(dialect=DIALECT) for k in keys]
         self.partials: list[exp.Expression] = []
+        self._rollups: list[str] = []  # per partial: how partials of it merge into one
         self._partial_names: dict[str, str] = {}
         self.merged: list[str] = []
         self.finished: list[str] = []
@@ -876,13 +882,22 @@ class _Combiner:
         ]
         return hits[0] if len(hits) == 1 else None
 
-    def _partial(self, agg: exp.Expression, where: exp.Expression | None) -> str:
+    def rollup_sql(self) -> str:
+        """Partials merged per group into rows of the partials' own columns and types."""
+        keys = [f"__k{i}" for i in range(len(self.keys))]
+        merged = [f"{sql} AS __p{i}" for i, sql in enumerate(self._rollups)]
+        rollup = f"SELECT {', '.join(keys + merged) or 'MIN(__p) AS __p'} FROM {PARTIALS_TABLE}"
+        return rollup + (f" GROUP BY {', '.join(keys)}" if keys else "")
+
+    def _partial(self, agg: exp.Expression, where: exp.Expression | None, rollup: Callable[[str], str]) -> str:
         if where is not None:
             agg = exp.Filter(this=agg, expression=where.copy())
         text = agg.sql(dialect=DIALECT)
         if text not in self._partial_names:
-            self._partial_names[text] = f"__p{len(self.partials)}"
+            name = f"__p{len(self.partials)}"
+            self._partial_names[text] = name
             self.partials.append(agg)
+            self._rollups.append(rollup(name))
         return self._partial_names[text]
 
     def _merge(self, sql: str) -> str:
@@ -905,20 +920,30 @@ class _Combiner:
             self.kinds.append(kind)
         args = [a.copy() for a in _agg_args(agg)]
         if kind in ("count", "count_if"):
-            return self._merge(f"COALESCE(SUM({self._partial(agg.copy(), where)}), 0)")
+            return self._merge(f"COALESCE(SUM({self._partial(agg.copy(), where, _summed)}), 0)")
         if kind == "sum":
-            p = self._partial(agg.copy(), where)
-            return self._merge(_cast_like(f"SUM({p})", f"MIN({p})"))
+            p = self._partial(agg.copy(), where, _typed_sum)
+            return self._merge(_typed_sum(p))
         if kind == "avg":
-            total = self._partial(exp.Sum(this=args[0]), where)
-            count = self._partial(exp.Count(this=args[0].copy()), where)
-            witness = self._partial(exp.Avg(this=args[0].copy()), where)
-            merged_total = self._merge(_cast_like(f"SUM({total})", f"MIN({total})"))
+            total = self._partial(exp.Sum(this=args[0]), where, _typed_sum)
+            count = self._partial(exp.Count(this=args[0].copy()), where, _summed)
+            witness = self._partial(exp.Avg(this=args[0].copy()), where, "MIN({})".format)
+            merged_total = self._merge(_typed_sum(total))
             return _avg(merged_total, self._merge(f"SUM({count})"), self._merge(f"MIN({witness})"))
         if kind == "approx_count_distinct":
-            sketch = self._partial(_distinct_sketch(args), where)
+            sketch = self._partial(_distinct_sketch(args), where, "HLL_UNION_AGG({})".format)
             return self._merge(f"COALESCE(HLL_SKETCH_ESTIMATE(HLL_UNION_AGG({sketch})), 0)")
-        return self._merge(f"{kind.upper()}({self._partial(_SIMPLE_PARTIALS[kind](this=args[0]), where)})")
+        simple = f"{kind.upper()}({{}})".format
+        return self._merge(simple(self._partial(_SIMPLE_PARTIALS[kind](this=args[0]), where, simple)))
+
+
+def _summed(partial: str) -> str:
+    return f"SUM({partial})"
+
+
+def _typed_sum(partial: str) -> str:
+    """The sum of partial sums, in the partials' own type (as Spark's sum would type it)."""
+    return _cast_like(f"SUM({partial})", f"MIN({partial})")
 
 
 def _distinct_sketch(args: list[exp.Expression]) -> exp.Expression:

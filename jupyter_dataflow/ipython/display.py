@@ -113,8 +113,8 @@ class PlanView:
         out = []
         for t in self.plan.tasks:
             partition = t.partition or "(whole)"
-            if getattr(t, "role", "output") == "partial":
-                partition += " (partial)"
+            if getattr(t, "role", "output") in ("partial", "rollup"):
+                partition += f" ({t.role})"
             out.append((t.stage, partition, t.reason, t.cause))
         return out
 

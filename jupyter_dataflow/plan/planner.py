@@ -23,6 +23,7 @@ from jupyter_dataflow.core.fingerprint import InputVersion
 from jupyter_dataflow.core.stage import Sink, Source, Stage, Transform
 
 OUTPUT, PARTIAL, SINK = "output", "partial", "sink"
+ROLLUP = "rollup"  # partials of a `partial` stage merged ahead of its combine
 WHOLE = ""  # partition id of a stage that is not partitioned
 
 
@@ -41,8 +42,8 @@ class Task:
 
     def __str__(self) -> str:
         where = f"{self.stage}/{self.partition}" if self.partition else self.stage
-        if self.role == PARTIAL:
-            where += " (partial)"
+        if self.role in (PARTIAL, ROLLUP):
+            where += f" ({self.role})"
         return f"{where}: {self.reason}" + (f" ({self.cause})" if self.cause else "")
 
 
@@ -292,9 +293,7 @@ def plan_derived(stage: Transform | Sink, mode: ModeInfo, upstream: Mapping[str,
         return quick
     current = view.current(stage.name)
     code = stage.code()
-    config = {**stage.config(), "mode": mode.mode, "key": mode.key}
-    if isinstance(stage, Sink):
-        config["path"] = stage.path
+    config = task_config(stage, mode)
     role = SINK if kind == "sink" else OUTPUT
 
     def whole_inputs(names: Sequence[str]) -> tuple[InputVersion, ...]:
@@ -353,6 +352,14 @@ def plan_derived(stage: Transform | Sink, mode: ModeInfo, upstream: Mapping[str,
         if key not in wanted and key[0] in (OUTPUT, PARTIAL, SINK):
             tasks.append(Task(stage.name, key[1], "deleted", key[0], "input partition removed"))
     return StagePlan(stage.name, kind, mode, tuple(tasks), not tasks, def_hash, in_version, pending)
+
+
+def task_config(stage: Transform | Sink, mode: ModeInfo) -> dict[str, Any]:
+    """The configuration part of a derived stage's task fingerprints (role and partition aside)."""
+    config = {**stage.config(), "mode": mode.mode, "key": mode.key}
+    if isinstance(stage, Sink):
+        config["path"] = stage.path
+    return config
 
 
 def _predict_from_changes(stage: Transform | Sink, mode: ModeInfo, upstream: Mapping[str, Outcome],

@@ -10,7 +10,8 @@ from jupyter_dataflow.core.stage import Sink, Source, Transform
 from jupyter_dataflow.execute import batch as batchmod
 from jupyter_dataflow.execute.boundary import boundary
 from jupyter_dataflow.execute.runner import ExternalData, Staged
-from jupyter_dataflow.plan.planner import OUTPUT, PARTIAL, WHOLE, ModeInfo, Task
+from jupyter_dataflow.plan.planner import OUTPUT, PARTIAL, ROLLUP, WHOLE, ModeInfo, Task
+from jupyter_dataflow.reconciler import rollup as rollupmod
 from jupyter_dataflow.store.objects import EXTERNAL
 
 if TYPE_CHECKING:
@@ -132,14 +133,10 @@ def _partial_batch(rec: Reconciler, runner: Any, stage: Transform, mode: ModeInf
                    pids: Sequence[str]) -> batchmod.BatchWrite:
     from pyspark.sql import functions as F
 
-    from jupyter_dataflow.core import modes
     from jupyter_dataflow.core import sql as sqlmod
 
-    assert stage.sql is not None
-    names = [rec.graph.resolve(i) for i in stage.inputs]
-    keys = {i.lower(): _output_key(rec, n) for i, n in zip(stage.inputs, names, strict=False)}
-    pp = modes.partial_plan(stage.sql, keys, stage=stage.name)
-    key = keys.get(pp.partitioned_input)
+    pp = partial_plan(rec, stage)
+    key = _output_key(rec, rec.graph.resolve(pp.partitioned_input))
     grouped = sqlmod.group_also_by(pp.partial_sql, pp.partitioned_input, key, batchmod.KEY) if key else None
     if grouped is None:
         raise batchmod.NotBatchable("a global aggregate has a row even for an empty partition")
@@ -160,19 +157,28 @@ def _transform_frame(rec: Reconciler, runner: Any, stage: Transform, mode: ModeI
     if mode.mode == "partial":
         from jupyter_dataflow.core import modes
 
-        assert stage.sql is not None
-        lowered = {i.lower(): keys[n] for i, n in zip(stage.inputs, names, strict=False)}
-        pp = modes.partial_plan(stage.sql, lowered, stage=stage.name)
+        pp = partial_plan(rec, stage)
         if task.role == PARTIAL:
             frames = {i: _input_frame(rec, runner, n, task.partition if n == mode.partitioned_input else None)
                       for i, n in zip(stage.inputs, names, strict=False)}
             return runner.run_sql(stage.name, pp.partial_sql, frames)
         assert task.partition == WHOLE
-        paths, schema = committed_paths(rec, stage.name, PARTIAL)
-        partials = runner.read_objects(sorted(paths.values()), schema)
-        return runner.run_sql(stage.name, pp.combine_sql, {modes.PARTIALS_TABLE: partials})
+        # The combine, or a new rollup: over the valid rollup and the partials it leaves out.
+        state = rollupmod.partials(rec, stage.name)
+        merged = runner.read_objects(state.combine_paths(), state.schema)
+        sql = pp.rollup_sql if task.role == ROLLUP else pp.combine_sql
+        return runner.run_sql(stage.name, sql, {modes.PARTIALS_TABLE: merged})
     frames = {i: _input_frame(rec, runner, n, None) for i, n in zip(stage.inputs, names, strict=False)}
     return runner.transform(stage, frames)
+
+
+def partial_plan(rec: Reconciler, stage: Transform) -> Any:
+    """The partial, combine and rollup queries of a `partial` transform."""
+    from jupyter_dataflow.core import modes
+
+    assert stage.sql is not None
+    keys = {i.lower(): _output_key(rec, rec.graph.resolve(i)) for i in stage.inputs}
+    return modes.partial_plan(stage.sql, keys, stage=stage.name)
 
 
 def _output_key(rec: Reconciler, name: str) -> str | None:

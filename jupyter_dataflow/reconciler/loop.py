@@ -32,6 +32,7 @@ from jupyter_dataflow.execute.runner import ExternalData, Staged
 from jupyter_dataflow.plan.planner import (
     OUTPUT,
     PARTIAL,
+    ROLLUP,
     ModeInfo,
     Outcome,
     Plan,
@@ -278,6 +279,8 @@ class Reconciler:
                 self.meta.commit(self.flow, publishes)
             publishes = []
             sp = self._plan_stage(name, mode, view, listings, outcomes)
+            if isinstance(stage, Transform) and any(t.role == OUTPUT for t in sp.tasks):
+                self._roll_up(stage, mode, outcomes, pool, result)
         publishes += self._run_tasks(stage, mode, [t for t in sp.tasks if t.role != PARTIAL], outcomes, pool, result)
         versions = {c.partition: c.data_version for c in self.meta.current(self.flow, name, OUTPUT)}
         for p in publishes:
@@ -296,6 +299,16 @@ class Reconciler:
         changed = frozenset(p.partition for p in publishes if p.role == OUTPUT)
         self.bus.emit(ev.Event(ev.STAGE_FINISHED, self.flow, name, state="fresh", total=len(publishes)))
         return Outcome(key, out_version, lambda: dict(versions), changed, out_version)
+
+    def _roll_up(self, stage: Transform, mode: ModeInfo, outcomes: Mapping[str, Outcome],
+                 pool: ThreadPoolExecutor, result: RunResult) -> None:
+        """Build (or drop) the stage's rollup before its combine, when one is due."""
+        from jupyter_dataflow.reconciler import rollup
+        from jupyter_dataflow.reconciler.compute import partial_plan
+
+        task = rollup.task(self, stage, mode, partial_plan(self, stage).rollup_sql)
+        if task is not None:
+            self.meta.commit(self.flow, self._run_tasks(stage, mode, [task], outcomes, pool, result))
 
     def _note_listing(self, name: str, sp: StagePlan, view: MetaView) -> None:
         """Record the listing of a source found fresh partition by partition.
@@ -379,21 +392,22 @@ class Reconciler:
         batches = [(g, pool.submit(self._compute_batch, stage, mode, g)) for g in groups]
         futures: list[tuple[Task, Future[tuple[ObjectRecord, bool]]]] = []
         for group, fut in batches:
-            done = fut.result()
+            done, started = fut.result()
             for t in group:
                 if t.fingerprint in done:
                     ready: Future[tuple[ObjectRecord, bool]] = Future()
                     ready.set_result(done[t.fingerprint])
                     futures.append((t, ready))
-                else:
-                    futures.append((t, pool.submit(self._compute, stage, mode, t, outcomes)))
+                else:  # already announced as started if the batch tried it
+                    futures.append((t, pool.submit(self._compute, stage, mode, t, outcomes, t in started)))
         return futures
 
-    def _compute_batch(self, stage: Any, mode: ModeInfo, tasks: list[Task]) -> dict[str, tuple[ObjectRecord, bool]]:
-        """Compute several tasks in one Spark job under their leases; by fingerprint, what
-        was made (or found made by another process). Tasks missing from the answer, for
-        whatever reason, are left to the one-task path, which reports their errors."""
-        from jupyter_dataflow.execute.batch import NotBatchable
+    def _compute_batch(self, stage: Any, mode: ModeInfo,
+                       tasks: list[Task]) -> tuple[dict[str, tuple[ObjectRecord, bool]], list[Task]]:
+        """Compute several tasks in one Spark job under their leases: by fingerprint, what
+        was made (or found made by another process), and the tasks announced as started.
+        Tasks missing from the answer, for whatever reason, are left to the one-task
+        path, which reports their errors."""
         from jupyter_dataflow.reconciler.compute import compute_batch
 
         done: dict[str, tuple[ObjectRecord, bool]] = {}
@@ -409,15 +423,15 @@ class Reconciler:
                 else:
                     todo.append(t)
             if len(todo) < 2:
-                return done
+                return done, []
             for t in todo:
                 self.bus.emit(ev.Event(ev.TASK_STARTED, self.flow, t.stage, t.partition, t.reason))
             started = time.time()
             try:
                 written = compute_batch(self, stage, mode, todo)
-            except (NotBatchable, DataflowError) as err:
+            except DataflowError as err:  # NotBatchable too
                 log.info("%s: %d partitions computed one by one: %s", stage.name, len(todo), err)
-                return done
+                return done, todo
             try:
                 for t in todo:
                     staged = written.staged.get(t.partition)
@@ -425,10 +439,10 @@ class Reconciler:
                         done[t.fingerprint] = (self._record(stage, t, staged, started), False)  # type: ignore[index]
             finally:
                 self.store.discard(written.directory)
-        return done
+        return done, todo
 
-    def _compute(self, stage: Any, mode: ModeInfo, task: Task,
-                 outcomes: Mapping[str, Outcome]) -> tuple[ObjectRecord, bool]:
+    def _compute(self, stage: Any, mode: ModeInfo, task: Task, outcomes: Mapping[str, Outcome],
+                 announced: bool = False) -> tuple[ObjectRecord, bool]:
         """Compute one task under its lease; (object, True) if another process made it meanwhile."""
         assert task.fingerprint is not None, f"task {task} has no fingerprint at execution"
         with self.leases.hold(f"task:{task.fingerprint}"):
@@ -437,20 +451,21 @@ class Reconciler:
             existing = self.meta.object(task.fingerprint)
             if existing is not None and self.store.exists(existing.path):
                 return existing, True
-            return self._compute_now(stage, mode, task), False
+            return self._compute_now(stage, mode, task, announced), False
 
-    def _compute_now(self, stage: Any, mode: ModeInfo, task: Task) -> ObjectRecord:
+    def _compute_now(self, stage: Any, mode: ModeInfo, task: Task, announced: bool = False) -> ObjectRecord:
         from jupyter_dataflow.reconciler.compute import compute_task
 
         assert task.fingerprint is not None
-        self.bus.emit(ev.Event(ev.TASK_STARTED, self.flow, task.stage, task.partition, task.reason))
+        if not announced:
+            self.bus.emit(ev.Event(ev.TASK_STARTED, self.flow, task.stage, task.partition, task.reason))
         started = time.time()
         return self._record(stage, task, compute_task(self, stage, mode, task), started)
 
     def _record(self, stage: Any, task: Task, staged: Staged | ExternalData | None, started: float) -> ObjectRecord:
         """Publish a staged output to its content address and record its object."""
         assert task.fingerprint is not None
-        owner = task.stage + PARTIAL_SUFFIX if task.role == PARTIAL else task.stage
+        owner = task.stage + PARTIAL_SUFFIX if task.role in (PARTIAL, ROLLUP) else task.stage
         inputs = [[i.stage, i.partition, i.version] for i in task.inputs]
         if isinstance(staged, ExternalData):
             obj = ObjectRecord(task.fingerprint, staged.path, staged.rows, staged.bytes, task.fingerprint,

@@ -142,15 +142,29 @@ def tables(spark: Any) -> Any:
     return spark.createDataFrame(_orders(seed=7), SCHEMA)
 
 
-def _run_partial(spark: Any, sql: str, orders: Any) -> Any:
+def _run_partial(spark: Any, sql: str, orders: Any, rolled: bool = False) -> Any:
+    """The partials' combine; `rolled`: with the empty partition's partial and the next two
+    merged by `rollup_sql` in two steps (a rollup, then a rollup of it and one more
+    partial) standing in for them."""
     plan = partial_plan(sql, INPUTS)
     assert plan.partitioned_input == "orders"
     partials = []
     for i, date in enumerate([*DATES, EMPTY_DATE]):
         orders.where(orders.date == date).createOrReplaceTempView(f"orders_p{i}")
         partials.append(spark.sql(rename_tables(plan.partial_sql, {"orders": f"orders_p{i}"})))
+    if rolled:
+        first = _rollup(spark, plan.rollup_sql, [partials[-1], partials[0]])
+        second = _rollup(spark, plan.rollup_sql, [first, partials[1]])
+        for rollup in (first, second):
+            assert [(f.name, f.dataType) for f in rollup.schema] == [(f.name, f.dataType) for f in partials[0].schema]
+        partials = [second, *partials[2:-1]]
     reduce(lambda a, b: a.unionAll(b), partials).createOrReplaceTempView(PARTIALS_TABLE)
     return spark.sql(plan.combine_sql)
+
+
+def _rollup(spark: Any, rollup_sql: str, frames: list[Any]) -> Any:
+    reduce(lambda a, b: a.unionAll(b), frames).createOrReplaceTempView(PARTIALS_TABLE)
+    return spark.createDataFrame(spark.sql(rollup_sql).collect(), spark.sql(rollup_sql).schema)
 
 
 def _run_whole(spark: Any, sql: str, orders: Any) -> Any:
@@ -192,6 +206,12 @@ def test_partial_then_combine_equals_whole(spark: Any, tables: Any, sql: str) ->
     expected = _run_whole(spark, sql, tables)
     actual = _run_partial(spark, sql, tables)
     _assert_same(expected, actual, ordered="ORDER BY" in sql)
+
+
+@pytest.mark.parametrize("sql", list(QUERIES.values()), ids=list(QUERIES))
+def test_rolled_up_partials_stand_in_for_their_partials(spark: Any, tables: Any, sql: str) -> None:
+    expected = _run_whole(spark, sql, tables)
+    _assert_same(expected, _run_partial(spark, sql, tables, rolled=True), ordered="ORDER BY" in sql)
 
 
 @pytest.mark.parametrize("seed", [1, 2])

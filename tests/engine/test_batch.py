@@ -16,7 +16,7 @@ import pytest
 
 import jupyter_dataflow as jd
 from jupyter_dataflow.core import sql as sqlmod
-from jupyter_dataflow.execute import batch
+from jupyter_dataflow.execute import batch, runner
 from jupyter_dataflow.plan.planner import OUTPUT, PARTIAL
 
 MAP_SQL = "SELECT day, id, k, v * 2 AS v2 FROM events WHERE v % 5 <> 0"
@@ -115,9 +115,13 @@ def test_a_failing_batch_leaves_its_partitions_to_one_job_each(tmp_path: Path, s
     _write(src / "day=2024-01-01" / "part-1.csv", [(800, 1, 1)])
     _write(src / "day=2024-01-02" / "part-1.csv", [(801, 1, "not a number")])  # type: ignore[list-item]
     _write(src / "day=2024-01-03" / "part-1.csv", [(802, 1, 3)])
+    started: list[tuple[str, str]] = []
+    flow.subscribe(lambda e: started.append((e.stage, e.partition)) if e.kind == "task_started" else None)
     result = flow.run()
     assert not result.ok
     assert [t.partition for t in result.failed] == ["day=2024-01-02"]   # the error names its partition
+    # Tried in the batch, then alone: each partition is still announced as started once.
+    assert sorted(started) == [("events", f"day=2024-01-0{d}") for d in (1, 2, 3)]
     assert "day=2024-01-02" in result.errors["events"]
     assert _versions(flow) == before   # the stage failed as a whole and kept its version
 
@@ -160,3 +164,16 @@ def test_only_types_that_cross_arrow_unchanged_are_batched() -> None:
     assert batch.arrow_safe(nested)
     assert not batch.arrow_safe(T.DayTimeIntervalType())
     assert not batch.arrow_safe(T.ArrayType(T.CalendarIntervalType()))
+
+
+def test_row_hash_is_xxhash64_of_each_value_and_its_null_mark(spark: Any) -> None:
+    """Pinned: data versions already stored stay valid only while every row hashes alike."""
+    from pyspark.sql import functions as F
+
+    df = spark.sql("SELECT * FROM VALUES (1, 'a', map('k', 2)), (NULL, NULL, NULL), (3, 'c', map()) "
+                   "AS t(`n`, `we``ird`, `m`)")
+    explicit = F.xxhash64(F.col("n"), F.isnull("n"), F.col("`we``ird`"), F.isnull(F.col("`we``ird`")),
+                          F.to_json("m"), F.isnull("m"))
+    got = df.select(runner.row_hash(df).alias("h"), explicit.alias("want")).collect()
+    assert [r.h for r in got] == [r.want for r in got]
+    assert len({r.h for r in got}) == 3

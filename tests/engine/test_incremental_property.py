@@ -5,6 +5,8 @@ Hypothesis draws sequences of changes (new days, late files in old days, rewritt
 files, deleted files and days); after each step the flow reconciles incrementally and
 every stage is compared with a fresh home computed from scratch. Doubles are summed in
 different orders by the two paths, so they are compared to 1e-9 relative tolerance.
+The rollup slack is lowered so that the combine reads rollups, and they are rebuilt,
+from two partials on.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import math
 import shutil
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,9 +22,17 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import jupyter_dataflow as jd
+from jupyter_dataflow.reconciler import rollup
 from tests.engine.conftest import make_rows, write_day
 
 pytestmark = [pytest.mark.spark, pytest.mark.slow]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def small_rollup_slack() -> Iterator[None]:
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(rollup, "SLACK", 1)
+        yield
 
 DAYS = [f"2024-02-{d:02d}" for d in range(1, 6)]
 

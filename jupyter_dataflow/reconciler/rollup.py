@@ -1,0 +1,112 @@
+"""Rollups: a `partial` stage's partials merged ahead of its combine.
+
+The combine of a partial stage reads every partial, one object per input partition,
+so on its own it costs as much per run as the stage has partitions. A rollup is one
+object with the partials' own columns (`PartialPlan.rollup_sql`) standing in for the
+partials it covers; it records which partials, at which data versions, those are.
+
+While every partial a rollup covers is still current at the version it covered, the
+rollup is valid and the combine reads it plus the partials it does not cover.
+Appending partitions keeps it valid, so an append costs one partial and a combine over
+a few objects. A new rollup is built once more than `SLACK` partials would be left
+out: from the valid rollup and those partials, or, when a covered partial changed or
+went away, from all partials (a max cannot be taken back out of a merged row). Stages
+with at most `SLACK` partials read their partials directly and keep no rollup.
+
+A rollup is an ordinary task under its own fingerprint (the stage's code, the rollup
+query and the versions of the partials it covers), so it is computed once, under a
+lease, and reused by any flow or branch that needs the same one.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from jupyter_dataflow.core import fingerprint as fpmod
+from jupyter_dataflow.core.fingerprint import InputVersion
+from jupyter_dataflow.plan.planner import PARTIAL, ROLLUP, WHOLE, ModeInfo, Task, task_config
+from jupyter_dataflow.store.metadata import ObjectRecord
+
+if TYPE_CHECKING:
+    from jupyter_dataflow.core.stage import Transform
+    from jupyter_dataflow.reconciler.loop import Reconciler
+
+# Partials a combine may read beside a valid rollup before a new rollup is built.
+SLACK = 8
+
+
+@dataclass(frozen=True)
+class Partials:
+    """A partial stage's current partials, and its rollup if that is still valid."""
+
+    stage: str
+    paths: dict[str, str]       # partition -> object path
+    versions: dict[str, str]    # partition -> data version
+    schema: str | None
+    rollup: ObjectRecord | None
+
+    def covered(self) -> set[str]:
+        return {pid for _, pid, _ in self.rollup.inputs} if self.rollup is not None else set()
+
+    def uncovered(self) -> list[str]:
+        covered = self.covered()
+        return sorted(p for p in self.paths if p not in covered)
+
+    def combine_paths(self) -> list[str]:
+        """What the combine (or a new rollup) reads: the rollup and the partials it leaves out."""
+        head = [self.rollup.path] if self.rollup is not None else []
+        return head + sorted(self.paths[p] for p in self.uncovered())
+
+    def inputs(self) -> tuple[InputVersion, ...]:
+        return tuple(InputVersion(self.stage + PARTIAL_SUFFIX, p, v) for p, v in sorted(self.versions.items()))
+
+
+def partials(rec: Reconciler, stage: str) -> Partials:
+    """The stage's committed partials and its rollup, the rollup only if still valid."""
+    current = rec.meta.current(rec.flow, stage)
+    parts = [c for c in current if c.role == PARTIAL]
+    rolled = next((c for c in current if c.role == ROLLUP), None)
+    objects = rec.meta.objects([c.fingerprint for c in parts] + ([rolled.fingerprint] if rolled else []))
+    paths = {c.partition: objects[c.fingerprint].path for c in parts if c.fingerprint in objects}
+    versions = {c.partition: c.data_version for c in parts if c.fingerprint in objects}
+    schema = next((objects[c.fingerprint].schema for c in parts if c.fingerprint in objects), None)
+    if schema is None:
+        schema = rec.meta.last_schema(stage + PARTIAL_SUFFIX)
+    rollup = objects.get(rolled.fingerprint) if rolled is not None else None
+    if rollup is not None and not _valid(rec, rollup, versions, schema):
+        rollup = None
+    return Partials(stage, paths, versions, schema, rollup)
+
+
+def _valid(rec: Reconciler, rollup: ObjectRecord, versions: dict[str, str], schema: str | None) -> bool:
+    covered = rollup.inputs
+    if not covered or any(versions.get(pid) != version for _, pid, version in covered):
+        return False
+    return schema is not None and _columns(rollup.schema) == _columns(schema) and rec.store.exists(rollup.path)
+
+
+def _columns(schema_json: str) -> list[tuple[str, Any]]:
+    """Names and types; nullability differs with how Spark computed the same values."""
+    return [(f["name"], f["type"]) for f in json.loads(schema_json).get("fields", [])]
+
+
+def task(rec: Reconciler, stage: Transform, mode: ModeInfo, rollup_sql: str) -> Task | None:
+    """The rollup to build before the combine runs, if one is due; a `deleted` task drops a
+    rollup that no longer stands for anything (its stage has too few partials left)."""
+    state = partials(rec, stage.name)
+    left_out = len(state.uncovered())
+    had = rec.meta.has_current(rec.flow, stage.name, ROLLUP)
+    if left_out <= SLACK:
+        if state.rollup is None and had:
+            return Task(stage.name, WHOLE, "deleted", ROLLUP, "too few partials to keep a rollup")
+        return None
+    inputs = state.inputs()
+    config = {**task_config(stage, mode), "role": ROLLUP, "partition": WHOLE, "rollup": rollup_sql}
+    fp = fpmod.compute(stage.code(), config, inputs)
+    cause = f"{'the rollup and ' if state.rollup is not None else ''}{left_out} partials"
+    return Task(stage.name, WHOLE, "input_changed" if had else "new", ROLLUP, cause, fp.digest, inputs, fp.parts())
+
+
+PARTIAL_SUFFIX = "#partial"

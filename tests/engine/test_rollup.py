@@ -1,0 +1,188 @@
+"""Rollups: the combine of a `partial` stage reads a rollup and the partials it leaves
+out, not every partial, and still equals a from-scratch run exactly."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import jupyter_dataflow as jd
+from jupyter_dataflow.execute.runner import TaskRunner
+from jupyter_dataflow.plan.planner import PARTIAL, ROLLUP
+from jupyter_dataflow.reconciler import rollup
+from tests.engine.conftest import make_rows, write_day
+
+pytestmark = pytest.mark.spark
+
+# Integer sums, so the from-scratch comparison is exact whatever order partials add in.
+BY_CUSTOMER = ("SELECT customer_id, count(*) AS n, sum(CAST(amount * 100 AS BIGINT)) AS cents, "
+               "max(amount) AS top, min(order_id) AS first_order FROM orders GROUP BY customer_id")
+TOTALS = "SELECT count(*) AS n, sum(CAST(amount * 100 AS BIGINT)) AS cents, max(amount) AS top FROM orders"
+
+
+@pytest.fixture(autouse=True)
+def slack_of_two(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(rollup, "SLACK", 2)
+
+
+@pytest.fixture
+def reads(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[list[str]]]:
+    """The object paths of every read a task makes, in order."""
+    calls: list[list[str]] = []
+    original = TaskRunner.read_objects
+
+    def spy(self: TaskRunner, paths: Any, schema_json: str | None) -> Any:
+        calls.append(list(paths))
+        return original(self, paths, schema_json)
+
+    monkeypatch.setattr(TaskRunner, "read_objects", spy)
+    yield calls
+
+
+def _day(i: int) -> str:
+    return f"2024-03-{i:02d}"
+
+
+def _build(flow: jd.Flow) -> None:
+    flow.source("orders", path="orders", format="csv", partition_by="date",
+                options={"header": "true", "inferSchema": "true"})
+    flow.transform("by_customer", BY_CUSTOMER)
+    flow.transform("totals", TOTALS)
+
+
+def _rows(flow: jd.Flow, name: str) -> list[tuple]:
+    return sorted(tuple(r) for r in flow.table(name).collect())
+
+
+def _rollup(flow: jd.Flow, stage: str = "by_customer") -> Any:
+    rows = flow.meta.current(flow.name, stage, ROLLUP)
+    if not rows:
+        return None
+    return flow.meta.objects([rows[0].fingerprint])[rows[0].fingerprint]
+
+
+def _partial_paths(flow: jd.Flow, stage: str = "by_customer") -> dict[str, str]:
+    current = flow.meta.current(flow.name, stage, PARTIAL)
+    objects = flow.meta.objects([c.fingerprint for c in current])
+    return {c.partition: objects[c.fingerprint].path for c in current}
+
+
+def _read(reads: list[list[str]], *paths: str) -> bool:
+    """Whether one read took exactly these objects."""
+    return sorted(paths) in [sorted(r) for r in reads]
+
+
+def _rollups_built(result: jd.RunResult, stage: str = "by_customer") -> list[str]:
+    return [t.cause for t in result.executed if t.stage == stage and t.role == ROLLUP and t.reason != "deleted"]
+
+
+def _assert_as_from_scratch(flow: jd.Flow, work: Path, spark: Any, tag: str) -> None:
+    scratch = jd.Flow.open(home=work / f".scratch-{tag}", spark=spark)
+    _build(scratch)
+    assert scratch.run().ok
+    for name in ("orders", "by_customer", "totals"):
+        assert _rows(flow, name) == _rows(scratch, name), f"{tag}: {name} differs from a from-scratch run"
+    scratch.close()
+
+
+def test_appends_read_the_rollup_and_only_the_new_partials(
+        tmp_path: Path, spark: Any, reads: list[list[str]], open_flow: Callable[..., jd.Flow]) -> None:
+    orders = tmp_path / "orders"
+    for i in range(1, 5):
+        write_day(orders, _day(i), make_rows(i, 10 + i, start=100 * i))
+    flow = open_flow()
+    _build(flow)
+    first = flow.run()
+    assert first.ok, first.errors
+    assert _rollups_built(first) == ["4 partials"]
+    built = _rollup(flow)
+    assert sorted(pid for _, pid, _ in built.inputs) == sorted(_partial_paths(flow))
+    _assert_as_from_scratch(flow, tmp_path, spark, "full")
+
+    # One new day: no new rollup; the combine reads the rollup and the new partial alone.
+    write_day(orders, _day(5), make_rows(5, 7, start=500))
+    reads.clear()
+    result = flow.run()
+    assert result.ok, result.errors
+    assert _rollups_built(result) == []
+    assert _rollup(flow).fingerprint == built.fingerprint
+    assert _read(reads, built.path, _partial_paths(flow)[f"date={_day(5)}"])
+    assert not any(len(paths) > 2 for paths in reads), reads
+    _assert_as_from_scratch(flow, tmp_path, spark, "append")
+
+    # Two more days leave three partials out, more than the slack: a new rollup is built
+    # from the old one and those three, and the combine reads it alone.
+    for i in (6, 7):
+        write_day(orders, _day(i), make_rows(i, 5, start=100 * i))
+    reads.clear()
+    result = flow.run()
+    assert result.ok, result.errors
+    assert _rollups_built(result) == ["the rollup and 3 partials"]
+    parts = _partial_paths(flow)
+    assert _read(reads, built.path, *(parts[f"date={_day(i)}"] for i in (5, 6, 7)))
+    rebuilt = _rollup(flow)
+    assert sorted(pid for _, pid, _ in rebuilt.inputs) == sorted(parts)
+    assert _read(reads, rebuilt.path)
+    _assert_as_from_scratch(flow, tmp_path, spark, "rebuilt")
+
+
+def test_late_data_in_a_covered_partition_rebuilds_from_all_partials(
+        tmp_path: Path, spark: Any, reads: list[list[str]], open_flow: Callable[..., jd.Flow]) -> None:
+    orders = tmp_path / "orders"
+    for i in range(1, 6):
+        write_day(orders, _day(i), make_rows(i, 8, start=100 * i))
+    flow = open_flow()
+    _build(flow)
+    assert flow.run().ok
+    old = _rollup(flow)
+
+    # A late file with a new maximum: a merged max cannot be taken back, so the rollup
+    # is rebuilt from every partial, not patched.
+    write_day(orders, _day(2), [(9001, 3, 99999.0)], name="late.csv")
+    reads.clear()
+    result = flow.run()
+    assert result.ok, result.errors
+    assert _rollups_built(result) == ["5 partials"]
+    assert _read(reads, *_partial_paths(flow).values())
+    assert old.path not in {p for paths in reads for p in paths}
+    assert _rollup(flow).fingerprint != old.fingerprint
+    assert max(r[3] for r in _rows(flow, "by_customer")) == 99999.0
+    _assert_as_from_scratch(flow, tmp_path, spark, "late")
+
+    # Deleting days until no more partials than the slack remain drops the stale rollup.
+    for i in (3, 4, 5):
+        shutil.rmtree(orders / f"date={_day(i)}")
+    result = flow.run()
+    assert result.ok, result.errors
+    assert [t.reason for t in result.executed if t.role == ROLLUP] == ["deleted", "deleted"]
+    assert _rollup(flow) is None
+    _assert_as_from_scratch(flow, tmp_path, spark, "deleted")
+    assert flow.plan().tasks == []
+
+
+def test_a_rollup_is_reused_across_branches(
+        tmp_path: Path, spark: Any, open_flow: Callable[..., jd.Flow]) -> None:
+    orders = tmp_path / "orders"
+    for i in range(1, 5):
+        write_day(orders, _day(i), make_rows(i, 6, start=100 * i))
+    flow = open_flow()
+    _build(flow)
+    assert flow.run().ok
+    dev = flow.branch("dev")
+    dev.transform("totals", TOTALS.replace("count(*) AS n", "count(*) AS orders"))
+    write_day(orders, _day(5), make_rows(5, 6, start=500))
+    for i in (6, 7):
+        write_day(orders, _day(i), make_rows(i, 6, start=100 * i))
+    assert flow.run().ok
+    result = dev.run()
+    assert result.ok, result.errors
+    assert _rollups_built(result) == []
+    # Renaming an output column on the branch changes the combine, not the partials'
+    # data: the copied rollup still stands for its four days.
+    assert _rollups_built(result, "totals") == ["the rollup and 3 partials"]
+    assert {t.stage for t in result.reused if t.role == ROLLUP} == {"by_customer"}
+    assert _rollup(dev).fingerprint == _rollup(flow).fingerprint
