@@ -53,15 +53,15 @@ def row_hash(df: Any) -> Any:
     from pyspark.sql import functions as F
     from pyspark.sql.types import MapType
 
-    cols = []
+    # One SQL expression, built as text: a Column per field would cost a round trip to
+    # the JVM each, tens per task on a wide table.
+    args = []
     for f in df.schema.fields:
-        c = F.col(f"`{f.name}`")
-        if _has_map(f.dataType, MapType):
-            c = F.to_json(c)
-        cols.extend([c, F.isnull(F.col(f"`{f.name}`"))])
-    if not cols:
+        name = "`" + f.name.replace("`", "``") + "`"
+        args += [f"to_json({name})" if _has_map(f.dataType, MapType) else name, f"isnull({name})"]
+    if not args:
         return F.lit(0)
-    return F.xxhash64(*cols)
+    return F.expr(f"xxhash64({', '.join(args)})")
 
 
 def _has_map(dtype: Any, map_type: type) -> bool:
