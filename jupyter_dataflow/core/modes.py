@@ -25,6 +25,7 @@ Known limits, all on the side of caution or documented drift:
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections.abc import Callable, Iterator, Mapping
@@ -206,8 +207,15 @@ def partial_plan(sql: str, inputs: Mapping[str, str | None], *, stage: str | Non
         SqlError: The SQL does not parse.
         StageDefinitionError: The query is not decomposable; the message says why.
     """
+    return _partial_plan(sql, tuple(sorted(inputs.items())), stage)
+
+
+@functools.lru_cache(maxsize=256)
+def _partial_plan(sql: str, inputs: tuple[tuple[str, str | None], ...], stage: str | None) -> PartialPlan:
+    # Cached: a run asks for the same stage's plan for each of its tasks, and deriving it
+    # (sqlglot copies and rewrites) costs milliseconds each time.
     try:
-        parts = _Analysis(sql, inputs, stage).partial()
+        parts = _Analysis(sql, dict(inputs), stage).partial()
     except _Refusal as refusal:
         raise StageDefinitionError(f"cannot run as partial: {refusal}", stage) from None
     return PartialPlan(parts.input, parts.partial_sql, parts.combine_sql, parts.rollup_sql)
