@@ -156,6 +156,23 @@ def test_partial_queries_gain_the_key_only_when_grouped() -> None:
                                 "t", "day", "__key") is None
 
 
+@pytest.mark.spark
+def test_nested_columns_batch_alike(tmp_path: Path, spark: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    nested = ("SELECT day, id, array(v, k) AS a, map('v', v, 'k', k) AS m, "
+              "named_struct('x', v, 'd', CAST(v / 4 AS DECIMAL(10, 2)), 't', TIMESTAMP'2024-01-01 00:00:00' "
+              "+ make_interval(0, 0, 0, 0, v)) AS s FROM events WHERE v % 5 <> 0")
+    src = _source(tmp_path, "day", ["2024-01-01", "2024-01-02", "2024-01-03"])
+    homes = []
+    for size in ("64", "1"):
+        flow = _flow(tmp_path / f"home{size}", src, "day", spark, monkeypatch, size)
+        flow.transform("wide", nested)
+        assert flow.run().ok
+        homes.append({c.partition: c.data_version for c in flow.meta.current(flow.name, "wide", OUTPUT)})
+        starts = _starts(flow, "wide")
+        assert len(starts) == (1 if size == "64" else 3)
+    assert homes[0] == homes[1] and len(homes[0]) == 3
+
+
 def test_only_types_that_cross_arrow_unchanged_are_batched() -> None:
     from pyspark.sql import types as T
 
