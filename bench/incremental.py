@@ -7,8 +7,11 @@ and time the incremental run (median over --appends appended days), in one proce
 and one SparkSession. The same three steps as a plain PySpark script that recomputes
 everything are timed too (median over --repeat runs), and the answers are compared.
 
-A last full run of the same flow with one Spark job per partition shows what batching
-partitions into shared jobs saves (--no-unbatched skips it).
+The first full run is also the JVM's first work on this flow, so it is cold while the
+incremental runs and the plain script run warm. A second full run in a fresh home, once
+everything else ran, gives the warm figure too (--no-warm-full skips it). A last full
+run with one Spark job per partition shows what batching partitions into shared jobs
+saves (--no-unbatched skips it).
 
     python bench/incremental.py [--rows 5000000] [--days 100] [--appends 3] [--repeat 3]
 """
@@ -67,9 +70,10 @@ def build(home: Path, spark, src: Path) -> jd.Flow:
     return flow
 
 
-def unbatched_full_run(spark, src: Path, home: Path) -> float:
-    """A full run of the same flow, one Spark job per partition (as before batching)."""
-    os.environ["JUPYTER_DATAFLOW_BATCH"] = "1"
+def full_run(spark, src: Path, home: Path, batch: str | None = None) -> float:
+    """A full run of the same flow in a fresh home; `batch` sets JUPYTER_DATAFLOW_BATCH."""
+    if batch is not None:
+        os.environ["JUPYTER_DATAFLOW_BATCH"] = batch
     try:
         flow = build(home, spark, src)
         t = time.perf_counter()
@@ -77,7 +81,8 @@ def unbatched_full_run(spark, src: Path, home: Path) -> float:
         assert result.ok, result.errors
         return time.perf_counter() - t
     finally:
-        del os.environ["JUPYTER_DATAFLOW_BATCH"]
+        if batch is not None:
+            del os.environ["JUPYTER_DATAFLOW_BATCH"]
 
 
 def main() -> None:
@@ -87,6 +92,8 @@ def main() -> None:
     ap.add_argument("--appends", type=int, default=3)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--spark", default="local[2]")
+    ap.add_argument("--warm-full", action=argparse.BooleanOptionalAction, default=True,
+                    help="also time a second full run in a fresh home, with the JVM warm")
     ap.add_argument("--unbatched", action=argparse.BooleanOptionalAction, default=True,
                     help="also time a full run with one Spark job per partition (JUPYTER_DATAFLOW_BATCH=1)")
     args = ap.parse_args()
@@ -125,7 +132,8 @@ def main() -> None:
             secs, answer = plain(spark, src, root / "plain")
             plain_times.append(secs)
         plain_s = statistics.median(plain_times)
-        unbatched_s = unbatched_full_run(spark, src, root / ".dataflow-unbatched") if args.unbatched else None
+        warm_s = full_run(spark, src, root / ".dataflow-warm") if args.warm_full else None
+        unbatched_s = full_run(spark, src, root / ".dataflow-unbatched", "1") if args.unbatched else None
         same = len(ours) == len(answer) and all(
             abs(a - b) <= 1e-6 * max(1.0, abs(b)) if isinstance(a, float) else a == b for a, b in zip(ours, answer, strict=False))
 
@@ -137,6 +145,9 @@ def main() -> None:
         print(f"{'incremental / our full':44} {inc_s / full_s:9.3f}   (target <= 0.05)")
         print(f"{'incremental / plain full recompute':44} {inc_s / plain_s:9.3f}")
         print(f"{'our full / plain full recompute':44} {full_s / plain_s:9.2f}")
+        if warm_s is not None:
+            print(f"{'our full run again, fresh home, warm JVM':44} {warm_s:9.2f}   (source has {args.appends} more days)")
+            print(f"{'incremental / our warm full':44} {inc_s / warm_s:9.3f}")
         if unbatched_s is not None:
             print(f"{'our full run, one job per partition':44} {unbatched_s:9.2f}   (source has {args.appends} more days)")
             print(f"{'full run batched / one job per partition':44} {full_s / unbatched_s:9.3f}")
