@@ -90,19 +90,22 @@ def list_files(path: str, stage: str, cache: HashCache | None = None) -> tuple[s
         root = os.path.dirname(os.path.abspath(local))
         candidates = [local]
     elif os.path.isdir(local):
-        root = local
+        # Walked from its absolute form, every path found is absolute and normal already.
+        root = os.path.abspath(local)
         candidates = []
-        for dirpath, dirnames, filenames in os.walk(local):
+        for dirpath, dirnames, filenames in os.walk(root):
             dirnames[:] = sorted(d for d in dirnames if not _hidden(d))
             candidates.extend(os.path.join(dirpath, f) for f in sorted(filenames) if not _hidden(f))
     else:
         raise SourceError(f"path {path!r} does not exist", stage)
     root = os.path.abspath(root)
+    inside = root.rstrip(os.sep) + os.sep
     stats = []
     for p in candidates:
         if _hidden(os.path.basename(p)):
             continue
-        rel = os.path.relpath(os.path.abspath(p), root)
+        absolute = p if p.startswith(inside) else os.path.abspath(p)
+        rel = absolute[len(inside):] if absolute.startswith(inside) else os.path.relpath(absolute, root)
         try:
             st = os.stat(p)
         except FileNotFoundError:
@@ -115,12 +118,12 @@ def list_files(path: str, stage: str, cache: HashCache | None = None) -> tuple[s
             raise SourceError(f"cannot read {rel}: not a regular file (a pipe, socket or device is not data)", stage)
         if st.st_size == 0:
             continue  # no rows in any format; picked up once it has content
-        stats.append((os.path.abspath(p), st))
-    small = [a for a, st in stats if st.st_size <= SMALL_FILE]
+        stats.append((absolute, rel, st))
+    small = [a for a, _, st in stats if st.st_size <= SMALL_FILE]
     cached = cache.file_hashes(small) if cache is not None and small else {}
     fresh_rows = []
     files = []
-    for absolute, st in stats:
+    for absolute, rel, st in stats:
         digest = None
         if st.st_size <= SMALL_FILE:
             hit = cached.get(absolute)
@@ -130,10 +133,9 @@ def list_files(path: str, stage: str, cache: HashCache | None = None) -> tuple[s
                 try:
                     digest = _hash(absolute)
                 except OSError as err:
-                    rel = os.path.relpath(absolute, root)
                     raise SourceError(f"cannot read {rel}: {err.strerror or err}", stage) from err
                 fresh_rows.append((absolute, st.st_size, st.st_mtime_ns, digest, time.time_ns()))
-        files.append(SourceFile(absolute, os.path.relpath(absolute, root), st.st_size, st.st_mtime_ns, digest))
+        files.append(SourceFile(absolute, rel, st.st_size, st.st_mtime_ns, digest))
     if cache is not None and fresh_rows:
         cache.put_file_hashes(fresh_rows)
     return root, files
