@@ -164,7 +164,7 @@ def _transform_frame(rec: Reconciler, runner: Any, stage: Transform, mode: ModeI
             return runner.run_sql(stage.name, pp.partial_sql, frames)
         assert task.partition == WHOLE
         # The combine, or a new rollup: over the valid rollup and the partials it leaves out.
-        state = rollupmod.partials(rec, stage.name)
+        state = rollupmod.partials(rec, stage, mode, pp.rollup_sql)
         merged = runner.read_objects(state.combine_paths(), state.schema)
         sql = pp.rollup_sql if task.role == ROLLUP else pp.combine_sql
         return runner.run_sql(stage.name, sql, {modes.PARTIALS_TABLE: merged})

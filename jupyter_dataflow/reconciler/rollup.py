@@ -5,8 +5,8 @@ so on its own it costs as much per run as the stage has partitions. A rollup is 
 object with the partials' own columns (`PartialPlan.rollup_sql`) standing in for the
 partials it covers; it records which partials, at which data versions, those are.
 
-While every partial a rollup covers is still current at the version it covered, the
-rollup is valid and the combine reads it plus the partials it does not cover.
+While every partial a rollup covers is still current at the version it covered, and
+the stage's rollup query is still the one that made it, the rollup is valid and the combine reads it plus the partials it does not cover.
 Appending partitions keeps it valid, so an append costs one partial and a combine over
 a few objects. A new rollup is built once more than `SLACK` partials would be left
 out: from the valid rollup and those partials, or, when a covered partial changed or
@@ -63,9 +63,11 @@ class Partials:
         return tuple(InputVersion(self.stage + PARTIAL_SUFFIX, p, v) for p, v in sorted(self.versions.items()))
 
 
-def partials(rec: Reconciler, stage: str) -> Partials:
-    """The stage's committed partials and its rollup, the rollup only if still valid."""
-    current = rec.meta.current(rec.flow, stage)
+def partials(rec: Reconciler, stage: Transform, mode: ModeInfo, rollup_sql: str) -> Partials:
+    """The stage's committed partials and its rollup, the rollup only if still valid:
+    made by the same rollup query, from partials all still current at those versions."""
+    config = fpmod.compute(stage.code(), _config(stage, mode, rollup_sql), ()).config
+    current = rec.meta.current(rec.flow, stage.name)
     parts = [c for c in current if c.role == PARTIAL]
     rolled = next((c for c in current if c.role == ROLLUP), None)
     objects = rec.meta.objects([c.fingerprint for c in parts] + ([rolled.fingerprint] if rolled else []))
@@ -73,16 +75,25 @@ def partials(rec: Reconciler, stage: str) -> Partials:
     versions = {c.partition: c.data_version for c in parts if c.fingerprint in objects}
     schema = next((objects[c.fingerprint].schema for c in parts if c.fingerprint in objects), None)
     if schema is None:
-        schema = rec.meta.last_schema(stage + PARTIAL_SUFFIX)
+        schema = rec.meta.last_schema(stage.name + PARTIAL_SUFFIX)
     rollup = objects.get(rolled.fingerprint) if rolled is not None else None
-    if rollup is not None and not _valid(rec, rollup, versions, schema):
+    if rollup is not None and not _valid(rec, rollup, versions, schema, config):
         rollup = None
-    return Partials(stage, paths, versions, schema, rollup)
+    return Partials(stage.name, paths, versions, schema, rollup)
 
 
-def _valid(rec: Reconciler, rollup: ObjectRecord, versions: dict[str, str], schema: str | None) -> bool:
+def _config(stage: Transform, mode: ModeInfo, rollup_sql: str) -> dict[str, Any]:
+    return {**task_config(stage, mode), "role": ROLLUP, "partition": WHOLE, "rollup": rollup_sql}
+
+
+def _valid(rec: Reconciler, rollup: ObjectRecord, versions: dict[str, str], schema: str | None,
+           config: str) -> bool:
+    # Partials of the same data can stand for another query (a max changed to a min over
+    # one row per group): only a rollup made by the same rollup query stands for them.
     covered = rollup.inputs
-    if not covered or any(versions.get(pid) != version for _, pid, version in covered):
+    if rollup.parts.get("config") != config or not covered:
+        return False
+    if any(versions.get(pid) != version for _, pid, version in covered):
         return False
     return schema is not None and _columns(rollup.schema) == _columns(schema) and rec.store.exists(rollup.path)
 
@@ -95,7 +106,7 @@ def _columns(schema_json: str) -> list[tuple[str, Any]]:
 def task(rec: Reconciler, stage: Transform, mode: ModeInfo, rollup_sql: str) -> Task | None:
     """The rollup to build before the combine runs, if one is due; a `deleted` task drops a
     rollup that no longer stands for anything (its stage has too few partials left)."""
-    state = partials(rec, stage.name)
+    state = partials(rec, stage, mode, rollup_sql)
     left_out = len(state.uncovered())
     had = rec.meta.has_current(rec.flow, stage.name, ROLLUP)
     if left_out <= SLACK:
@@ -103,8 +114,7 @@ def task(rec: Reconciler, stage: Transform, mode: ModeInfo, rollup_sql: str) -> 
             return Task(stage.name, WHOLE, "deleted", ROLLUP, "too few partials to keep a rollup")
         return None
     inputs = state.inputs()
-    config = {**task_config(stage, mode), "role": ROLLUP, "partition": WHOLE, "rollup": rollup_sql}
-    fp = fpmod.compute(stage.code(), config, inputs)
+    fp = fpmod.compute(stage.code(), _config(stage, mode, rollup_sql), inputs)
     cause = f"{'the rollup and ' if state.rollup is not None else ''}{left_out} partials"
     return Task(stage.name, WHOLE, "input_changed" if had else "new", ROLLUP, cause, fp.digest, inputs, fp.parts())
 

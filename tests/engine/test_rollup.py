@@ -186,3 +186,24 @@ def test_a_rollup_is_reused_across_branches(
     assert _rollups_built(result, "totals") == ["the rollup and 3 partials"]
     assert {t.stage for t in result.reused if t.role == ROLLUP} == {"by_customer"}
     assert _rollup(dev).fingerprint == _rollup(flow).fingerprint
+
+
+def test_a_rollup_made_by_another_query_never_stands_in(
+        tmp_path: Path, spark: Any, open_flow: Callable[..., jd.Flow]) -> None:
+    orders = tmp_path / "orders"
+    # One row per customer and day: a max and a min partial hold the very same data.
+    for i in range(1, 5):
+        write_day(orders, _day(i), [(100 * i + c, c, float(10 * i + c)) for c in range(3)])
+    flow = open_flow()
+    flow.source("orders", path="orders", format="csv", partition_by="date",
+                options={"header": "true", "inferSchema": "true"})
+    flow.transform("extremes", "SELECT customer_id, max(amount) AS x FROM orders GROUP BY customer_id")
+    assert flow.run().ok
+    old = _rollup(flow, "extremes")
+    assert old is not None
+    flow.transform("extremes", "SELECT customer_id, min(amount) AS x FROM orders GROUP BY customer_id")
+    result = flow.run()
+    assert result.ok, result.errors
+    assert _rows(flow, "extremes") == [(c, float(10 + c)) for c in range(3)]
+    assert _rollups_built(result, "extremes") == ["4 partials"]
+    assert _rollup(flow, "extremes").fingerprint != old.fingerprint
