@@ -24,6 +24,7 @@ from jupyter_dataflow.core.stage import Sink, Source, Stage, Transform
 
 OUTPUT, PARTIAL, SINK = "output", "partial", "sink"
 ROLLUP = "rollup"  # partials of a `partial` stage merged ahead of its combine
+PARTIAL_SUFFIX = "#partial"  # objects of a stage's partials and rollups are stored under its name + this
 WHOLE = ""  # partition id of a stage that is not partitioned
 
 
@@ -329,7 +330,7 @@ def plan_derived(stage: Transform | Sink, mode: ModeInfo, upstream: Mapping[str,
     if mode.mode == "partial" and all(k in fps for k in wanted if k[0] == PARTIAL):
         partial_versions = _partial_versions(view, current, fps)
         if partial_versions is not None:
-            combine_ins = tuple(InputVersion(f"{stage.name}#partial", p, v)
+            combine_ins = tuple(InputVersion(stage.name + PARTIAL_SUFFIX, p, v)
                                 for p, v in sorted(partial_versions.items()))
             wanted[(OUTPUT, WHOLE)] = combine_ins
             fps[(OUTPUT, WHOLE)] = fpmod.compute(code, {**config, "role": OUTPUT, "partition": WHOLE}, combine_ins)

@@ -17,17 +17,14 @@ from jupyter_dataflow.store.objects import EXTERNAL
 if TYPE_CHECKING:
     from jupyter_dataflow.reconciler.loop import Reconciler
 
-PARTIAL_STAGE_SUFFIX = "#partial"
-
-
-def committed_paths(rec: Reconciler, stage: str, role: str = OUTPUT) -> tuple[dict[str, str], str | None]:
+def committed_paths(rec: Reconciler, stage: str) -> tuple[dict[str, str], str | None]:
     """Object paths of a stage's current partitions, and the schema they share."""
-    current = rec.meta.current(rec.flow, stage, role)
+    current = rec.meta.current(rec.flow, stage, OUTPUT)
     objects = rec.meta.objects([c.fingerprint for c in current])
     paths = {c.partition: objects[c.fingerprint].path for c in current if c.fingerprint in objects}
     schema = next((objects[c.fingerprint].schema for c in current if c.fingerprint in objects), None)
     if schema is None:
-        schema = rec.meta.last_schema(stage + PARTIAL_STAGE_SUFFIX if role == PARTIAL else stage)
+        schema = rec.meta.last_schema(stage)
     return paths, schema
 
 

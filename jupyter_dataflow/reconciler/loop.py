@@ -32,6 +32,7 @@ from jupyter_dataflow.execute.runner import ExternalData, Staged
 from jupyter_dataflow.plan.planner import (
     OUTPUT,
     PARTIAL,
+    PARTIAL_SUFFIX,
     ROLLUP,
     ModeInfo,
     Outcome,
@@ -485,5 +486,4 @@ class Reconciler:
         return obj
 
 
-PARTIAL_SUFFIX = "#partial"
 log = logging.getLogger(__name__)

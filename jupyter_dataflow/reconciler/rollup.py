@@ -6,12 +6,13 @@ object with the partials' own columns (`PartialPlan.rollup_sql`) standing in for
 partials it covers; it records which partials, at which data versions, those are.
 
 While every partial a rollup covers is still current at the version it covered, and
-the stage's rollup query is still the one that made it, the rollup is valid and the combine reads it plus the partials it does not cover.
-Appending partitions keeps it valid, so an append costs one partial and a combine over
-a few objects. A new rollup is built once more than `SLACK` partials would be left
-out: from the valid rollup and those partials, or, when a covered partial changed or
-went away, from all partials (a max cannot be taken back out of a merged row). Stages
-with at most `SLACK` partials read their partials directly and keep no rollup.
+the stage's rollup query is still the one that made it, the rollup is valid and the
+combine reads it plus the partials it does not cover. Appending partitions keeps it
+valid, so an append costs one partial and a combine over a few objects. A new rollup
+is built once more than `SLACK` partials would be left out: from the valid rollup and
+those partials, or, when a covered partial changed or went away, from all partials (a
+max cannot be taken back out of a merged row). Stages with at most `SLACK` partials
+read their partials directly and keep no rollup.
 
 A rollup is an ordinary task under its own fingerprint (the stage's code, the rollup
 query and the versions of the partials it covers), so it is computed once, under a
@@ -26,7 +27,15 @@ from typing import TYPE_CHECKING, Any
 
 from jupyter_dataflow.core import fingerprint as fpmod
 from jupyter_dataflow.core.fingerprint import InputVersion
-from jupyter_dataflow.plan.planner import PARTIAL, ROLLUP, WHOLE, ModeInfo, Task, task_config
+from jupyter_dataflow.plan.planner import (
+    PARTIAL,
+    PARTIAL_SUFFIX,
+    ROLLUP,
+    WHOLE,
+    ModeInfo,
+    Task,
+    task_config,
+)
 from jupyter_dataflow.store.metadata import ObjectRecord
 
 if TYPE_CHECKING:
@@ -118,5 +127,3 @@ def task(rec: Reconciler, stage: Transform, mode: ModeInfo, rollup_sql: str) -> 
     cause = f"{'the rollup and ' if state.rollup is not None else ''}{left_out} partials"
     return Task(stage.name, WHOLE, "input_changed" if had else "new", ROLLUP, cause, fp.digest, inputs, fp.parts())
 
-
-PARTIAL_SUFFIX = "#partial"

@@ -89,6 +89,17 @@ def _assert_as_from_scratch(flow: jd.Flow, work: Path, spark: Any, tag: str) -> 
     scratch.close()
 
 
+def _ran(tmp_path: Path, open_flow: Callable[..., jd.Flow], days: int, rows: int) -> tuple[Path, jd.Flow]:
+    """The source folder and a flow that has reconciled `days` days of `rows` rows each."""
+    orders = tmp_path / "orders"
+    for i in range(1, days + 1):
+        write_day(orders, _day(i), make_rows(i, rows, start=100 * i))
+    flow = open_flow()
+    _build(flow)
+    assert flow.run().ok
+    return orders, flow
+
+
 def test_appends_read_the_rollup_and_only_the_new_partials(
         tmp_path: Path, spark: Any, reads: list[list[str]], open_flow: Callable[..., jd.Flow]) -> None:
     orders = tmp_path / "orders"
@@ -132,12 +143,7 @@ def test_appends_read_the_rollup_and_only_the_new_partials(
 
 def test_late_data_in_a_covered_partition_rebuilds_from_all_partials(
         tmp_path: Path, spark: Any, reads: list[list[str]], open_flow: Callable[..., jd.Flow]) -> None:
-    orders = tmp_path / "orders"
-    for i in range(1, 6):
-        write_day(orders, _day(i), make_rows(i, 8, start=100 * i))
-    flow = open_flow()
-    _build(flow)
-    assert flow.run().ok
+    orders, flow = _ran(tmp_path, open_flow, days=5, rows=8)
     old = _rollup(flow)
 
     # A late file with a new maximum: a merged max cannot be taken back, so the rollup
@@ -166,12 +172,7 @@ def test_late_data_in_a_covered_partition_rebuilds_from_all_partials(
 
 def test_a_rollup_is_reused_across_branches(
         tmp_path: Path, spark: Any, open_flow: Callable[..., jd.Flow]) -> None:
-    orders = tmp_path / "orders"
-    for i in range(1, 5):
-        write_day(orders, _day(i), make_rows(i, 6, start=100 * i))
-    flow = open_flow()
-    _build(flow)
-    assert flow.run().ok
+    orders, flow = _ran(tmp_path, open_flow, days=4, rows=6)
     dev = flow.branch("dev")
     dev.transform("totals", TOTALS.replace("count(*) AS n", "count(*) AS orders"))
     write_day(orders, _day(5), make_rows(5, 6, start=500))
