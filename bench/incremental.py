@@ -6,6 +6,8 @@ A Parquet source of ROWS rows in DAYS daily partitions feeds a map transform
 and time the incremental run (median over --appends appended days), in one process
 and one SparkSession. The same three steps as a plain PySpark script that recomputes
 everything are timed too (median over --repeat runs), and the answers are compared.
+Each incremental run's Spark jobs are counted and set against one plain job that reads an
+appended day and writes it: the least any task can cost here.
 
 The first full run is also the JVM's first work on this flow, so it is cold while the
 incremental runs and the plain script run warm. A second full run in a fresh home, once
@@ -61,6 +63,22 @@ def plain(spark, src: Path, out: Path) -> tuple[float, tuple]:
     return time.perf_counter() - started, answer
 
 
+def last_job(spark) -> int:
+    """The id of the latest Spark job this session started (-1 before any)."""
+    return max(spark.sparkContext.statusTracker().getJobIdsForGroup(), default=-1)
+
+
+def one_job(spark, day: Path, out: Path, repeat: int) -> float:
+    """Median wall time of one plain job reading a day's files and writing them as Parquet:
+    what a task of an incremental run costs at the least."""
+    times = []
+    for i in range(repeat + 2):  # two to warm this exact query up
+        t = time.perf_counter()
+        spark.read.parquet(str(day)).write.parquet(str(out / f"job-{i}"))
+        times.append(time.perf_counter() - t)
+    return statistics.median(times[2:])
+
+
 def build(home: Path, spark, src: Path) -> jd.Flow:
     flow = jd.Flow.open(home=home, spark=spark)
     flow.source("events", path=str(src), format="parquet", partition_by="date")
@@ -113,18 +131,22 @@ def main() -> None:
         assert result.ok, result.errors
         print(f"full run: {len(result.executed)} tasks in {full_s:.1f}s")
 
-        inc_times = []
+        inc_times, inc_jobs = [], []
         for i in range(args.appends):
             generate(spark, src, args.rows // args.days, 1, first_day=args.days + i)
+            before = last_job(spark)
             t = time.perf_counter()
             result = flow.run()
             inc_times.append(time.perf_counter() - t)
+            inc_jobs.append(last_job(spark) - before)
             assert result.ok, result.errors
             by_stage: dict[str, int] = {}
             for task in result.executed:
                 by_stage[task.stage] = by_stage.get(task.stage, 0) + 1
-            print(f"append day {i + 1}: {inc_times[-1]:.2f}s, tasks by stage {by_stage}")
+            print(f"append day {i + 1}: {inc_times[-1]:.2f}s, {inc_jobs[-1]} Spark jobs, tasks by stage {by_stage}")
         inc_s = statistics.median(inc_times)
+        last_day = sorted(p for p in src.iterdir() if p.name.startswith("date="))[-1]
+        job_s = one_job(spark, last_day, root / "one-job", args.repeat)
         ours = tuple(flow.table("top").collect()[0])
 
         plain_times = []
@@ -145,6 +167,10 @@ def main() -> None:
         print(f"{'incremental / our full':44} {inc_s / full_s:9.3f}   (target <= 0.05)")
         print(f"{'incremental / plain full recompute':44} {inc_s / plain_s:9.3f}")
         print(f"{'our full / plain full recompute':44} {full_s / plain_s:9.2f}")
+        jobs = statistics.median(inc_jobs)
+        print(f"{'Spark jobs per incremental run (median)':44} {jobs:9.0f}")
+        print(f"{'one plain job: read a day, write it (median)':44} {job_s:9.2f}")
+        print(f"{'incremental / (its jobs x one plain job)':44} {inc_s / (jobs * job_s):9.3f}")
         if warm_s is not None:
             print(f"{'our full run again, fresh home, warm JVM':44} {warm_s:9.2f}   (source has {args.appends} more days)")
             print(f"{'incremental / our warm full':44} {inc_s / warm_s:9.3f}")
