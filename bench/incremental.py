@@ -7,7 +7,7 @@ and time the incremental run (median over --appends appended days), in one proce
 and one SparkSession. The same three steps as a plain PySpark script that recomputes
 everything are timed too (median over --repeat runs), and the answers are compared.
 Each incremental run's Spark jobs are counted and set against one plain job that reads an
-appended day and writes it: the least any task can cost here.
+appended day and writes it: the least a job costs here.
 
 The first full run is also the JVM's first work on this flow, so it is cold while the
 incremental runs and the plain script run warm. A second full run in a fresh home, once
