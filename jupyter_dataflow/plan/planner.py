@@ -98,6 +98,7 @@ class Outcome:
     load: Callable[[], dict[str, str]]     # partition -> data version (lazy)
     changed: frozenset[str] | None = None  # partitions that changed in this plan/run, if known
     base: str | None = None                # committed version before this plan/run's changes
+    gone: frozenset[str] = frozenset()     # of the changed partitions, those planned to be deleted
     _cache: dict[str, str] | None = None
 
     @property
@@ -377,6 +378,7 @@ def _predict_from_changes(stage: Transform | Sink, mode: ModeInfo, upstream: Map
     if not recorded or mode.mode not in ("map", "partial"):
         return None
     affected: set[str] = set()
+    gone: set[str] | None = None  # deleted in every changed input; kept if another input has it
     for n in stage.inputs:
         out = upstream[n]
         if not out.pending:
@@ -388,11 +390,16 @@ def _predict_from_changes(stage: Transform | Sink, mode: ModeInfo, upstream: Map
         if mode.mode == "partial" and n != mode.partitioned_input:
             return None
         affected |= out.changed
+        gone = set(out.gone) if gone is None else gone & out.gone
+    for n in stage.inputs:
+        if gone and not upstream[n].pending and upstream[n].key is not None:
+            gone -= set(upstream[n].versions)
     role = PARTIAL if mode.mode == "partial" else OUTPUT
     existing = view.partitions(stage.name, role, sorted(affected))
     cause = "waiting for " + ", ".join(pending)
-    tasks = [Task(stage.name, pid, "input_changed" if pid in existing else "new", role, cause)
-             for pid in sorted(affected)]
+    tasks = [Task(stage.name, pid, "deleted", role, "input partition removed") if pid in (gone or ())
+             else Task(stage.name, pid, "input_changed" if pid in existing else "new", role, cause)
+             for pid in sorted(affected) if pid in existing or pid not in (gone or ())]
     if mode.mode == "partial":
         tasks.append(Task(stage.name, WHOLE, "input_changed", OUTPUT, cause))
     return StagePlan(stage.name, stage.kind, mode, tuple(tasks), not tasks, def_hash, None, tuple(pending))

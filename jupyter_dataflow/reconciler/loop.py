@@ -120,9 +120,21 @@ class Reconciler:
         stages: list[StagePlan] = []
         for name in names:
             sp = self._plan_stage(name, modes[name], view, listings, outcomes)
-            stages.append(sp)
             outcomes[name] = self._predicted(name, sp, modes[name], view)
+            stages.append(self._with_rollup(name, sp))
         return Plan(self.flow, tuple(stages))
+
+    def _with_rollup(self, name: str, sp: StagePlan) -> StagePlan:
+        """`sp` with the rollup a run would build (or drop) before the stage's combine."""
+        from jupyter_dataflow.reconciler import rollup
+        from jupyter_dataflow.reconciler.compute import partial_plan
+
+        stage = self.graph[name]
+        if sp.mode.mode != "partial" or not isinstance(stage, Transform) or stage.sql is None \
+                or not any(t.role == OUTPUT for t in sp.tasks):
+            return sp
+        task = rollup.predicted(self, stage, sp.mode, partial_plan(self, stage).rollup_sql, sp.tasks)
+        return sp if task is None else dataclasses.replace(sp, tasks=(*sp.tasks, task))
 
     def _plan_stage(self, name: str, mode: ModeInfo, view: MetaView,
                     listings: Mapping[str, Mapping[str, listmod.SourcePartition]],
@@ -141,6 +153,7 @@ class Reconciler:
             return self._committed_outcome(name, key, view)
         # Partitions with a task may change; the others keep their committed versions.
         changed = frozenset(t.partition for t in sp.tasks if t.role == OUTPUT)
+        gone = frozenset(t.partition for t in sp.tasks if t.role == OUTPUT and t.reason == "deleted")
         if any(t.role == OUTPUT and t.partition == "" for t in sp.tasks) or key is None:
             changed = frozenset(p for p in changed) | {""}
 
@@ -150,7 +163,7 @@ class Reconciler:
 
         state = view.state(name)
         base = state.output_version if state is not None and state.state == "fresh" else None
-        return Outcome(key, None, load, changed, base)
+        return Outcome(key, None, load, changed, base, gone)
 
     def _committed_outcome(self, name: str, key: str | None, view: MetaView) -> Outcome:
         state = view.state(name)

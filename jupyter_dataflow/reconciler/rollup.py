@@ -21,7 +21,9 @@ lease, and reused by any flow or branch that needs the same one.
 
 from __future__ import annotations
 
+import dataclasses
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -116,14 +118,35 @@ def task(rec: Reconciler, stage: Transform, mode: ModeInfo, rollup_sql: str) -> 
     """The rollup to build before the combine runs, if one is due; a `deleted` task drops a
     rollup that no longer stands for anything (its stage has too few partials left)."""
     state = partials(rec, stage, mode, rollup_sql)
-    left_out = len(state.uncovered())
-    had = rec.meta.has_current(rec.flow, stage.name, ROLLUP)
-    if left_out <= SLACK:
-        if state.rollup is None and had:
-            return Task(stage.name, WHOLE, "deleted", ROLLUP, "too few partials to keep a rollup")
-        return None
+    due = _due(rec, stage, state.rollup is not None, len(state.uncovered()))
+    if due is None or due.reason == "deleted":
+        return due
     inputs = state.inputs()
     fp = fpmod.compute(stage.code(), _config(stage, mode, rollup_sql), inputs)
-    cause = f"{'the rollup and ' if state.rollup is not None else ''}{left_out} partials"
-    return Task(stage.name, WHOLE, "input_changed" if had else "new", ROLLUP, cause, fp.digest, inputs, fp.parts())
+    return dataclasses.replace(due, fingerprint=fp.digest, inputs=inputs, parts=fp.parts())
 
+
+def predicted(rec: Reconciler, stage: Transform, mode: ModeInfo, rollup_sql: str,
+              planned: Sequence[Task]) -> Task | None:
+    """The rollup `task` would give once the stage's `planned` partials ran, as a plan shows
+    it: without a fingerprint, which waits for the partials' versions. A changed partial
+    the rollup covers is taken to change its data (a recomputed one may not)."""
+    state = partials(rec, stage, mode, rollup_sql)
+    changed = {t.partition for t in planned if t.role == PARTIAL}
+    gone = {t.partition for t in planned if t.role == PARTIAL and t.reason == "deleted"}
+    covered = state.covered()
+    valid = state.rollup is not None and not covered & changed
+    after = (set(state.paths) | changed) - gone
+    return _due(rec, stage, valid, len(after - covered) if valid else len(after))
+
+
+def _due(rec: Reconciler, stage: Transform, valid: bool, left_out: int) -> Task | None:
+    """The rollup task, its fingerprint aside, given whether the stage's rollup is (still)
+    valid and how many partials it leaves out."""
+    had = rec.meta.has_current(rec.flow, stage.name, ROLLUP)
+    if left_out <= SLACK:
+        if not valid and had:
+            return Task(stage.name, WHOLE, "deleted", ROLLUP, "too few partials to keep a rollup")
+        return None
+    cause = f"{'the rollup and ' if valid else ''}{left_out} partials"
+    return Task(stage.name, WHOLE, "input_changed" if had else "new", ROLLUP, cause)

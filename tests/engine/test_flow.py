@@ -125,6 +125,28 @@ def test_late_file_recomputes_only_its_partition(open_flow, orders_dir) -> None:
     assert per_stage["daily"] == {"date=2024-01-02"}
 
 
+def test_a_deleted_partition_is_planned_deleted_downstream_as_the_run_deletes_it(open_flow, orders_dir) -> None:
+    flow = open_flow()
+    build_standard(flow)
+    assert flow.run().ok
+    for f in (orders_dir / "date=2024-01-02").iterdir():
+        f.unlink()
+    (orders_dir / "date=2024-01-02").rmdir()
+
+    def removals(tasks: list[Any]) -> set[tuple[str, str, str]]:
+        return {(t.stage, t.role, t.partition) for t in tasks if t.reason == "deleted"}
+
+    planned = flow.plan().tasks
+    gone = "date=2024-01-02"
+    assert removals(planned) == {("orders", "output", gone), ("clean", "output", gone),
+                                 ("daily", "output", gone), ("by_customer", "partial", gone)}
+    assert not [t for t in planned if t.partition == gone and t.reason != "deleted"]
+    result = flow.run()
+    assert result.ok, result.errors
+    assert removals(result.executed) == removals(planned)
+    assert gone not in {r["date"].isoformat() for r in flow.table("daily").collect()}
+
+
 def test_identical_stage_elsewhere_is_reused_with_zero_spark_jobs(open_flow, orders_dir, spark) -> None:
     flow = open_flow()
     build_standard(flow)

@@ -80,6 +80,19 @@ def _rollups_built(result: jd.RunResult, stage: str = "by_customer") -> list[str
     return [t.cause for t in result.executed if t.stage == stage and t.role == ROLLUP and t.reason != "deleted"]
 
 
+def _rollup_tasks(tasks: list[Any]) -> list[tuple[str, str, str]]:
+    return sorted((t.stage, t.reason, t.cause) for t in tasks if t.role == ROLLUP)
+
+
+def _run(flow: jd.Flow) -> jd.RunResult:
+    """Run `flow`, checking its plan named the rollups the run built, reused or dropped."""
+    planned = _rollup_tasks(flow.plan().tasks)
+    result = flow.run()
+    assert result.ok, result.errors
+    assert planned == _rollup_tasks(result.executed + result.reused), "the plan foretold other rollups"
+    return result
+
+
 def _assert_as_from_scratch(flow: jd.Flow, work: Path, spark: Any, tag: str) -> None:
     scratch = jd.Flow.open(home=work / f".scratch-{tag}", spark=spark)
     _build(scratch)
@@ -96,7 +109,7 @@ def _ran(tmp_path: Path, open_flow: Callable[..., jd.Flow], days: int, rows: int
         write_day(orders, _day(i), make_rows(i, rows, start=100 * i))
     flow = open_flow()
     _build(flow)
-    assert flow.run().ok
+    _run(flow)
     return orders, flow
 
 
@@ -107,8 +120,7 @@ def test_appends_read_the_rollup_and_only_the_new_partials(
         write_day(orders, _day(i), make_rows(i, 10 + i, start=100 * i))
     flow = open_flow()
     _build(flow)
-    first = flow.run()
-    assert first.ok, first.errors
+    first = _run(flow)
     assert _rollups_built(first) == ["4 partials"]
     built = _rollup(flow)
     assert sorted(pid for _, pid, _ in built.inputs) == sorted(_partial_paths(flow))
@@ -117,8 +129,7 @@ def test_appends_read_the_rollup_and_only_the_new_partials(
     # One new day: no new rollup; the combine reads the rollup and the new partial alone.
     write_day(orders, _day(5), make_rows(5, 7, start=500))
     reads.clear()
-    result = flow.run()
-    assert result.ok, result.errors
+    result = _run(flow)
     assert _rollups_built(result) == []
     assert _rollup(flow).fingerprint == built.fingerprint
     assert _read(reads, built.path, _partial_paths(flow)[f"date={_day(5)}"])
@@ -130,8 +141,7 @@ def test_appends_read_the_rollup_and_only_the_new_partials(
     for i in (6, 7):
         write_day(orders, _day(i), make_rows(i, 5, start=100 * i))
     reads.clear()
-    result = flow.run()
-    assert result.ok, result.errors
+    result = _run(flow)
     assert _rollups_built(result) == ["the rollup and 3 partials"]
     parts = _partial_paths(flow)
     assert _read(reads, built.path, *(parts[f"date={_day(i)}"] for i in (5, 6, 7)))
@@ -150,8 +160,7 @@ def test_late_data_in_a_covered_partition_rebuilds_from_all_partials(
     # is rebuilt from every partial, not patched.
     write_day(orders, _day(2), [(9001, 3, 99999.0)], name="late.csv")
     reads.clear()
-    result = flow.run()
-    assert result.ok, result.errors
+    result = _run(flow)
     assert _rollups_built(result) == ["5 partials"]
     assert _read(reads, *_partial_paths(flow).values())
     assert old.path not in {p for paths in reads for p in paths}
@@ -162,8 +171,7 @@ def test_late_data_in_a_covered_partition_rebuilds_from_all_partials(
     # Deleting days until no more partials than the slack remain drops the stale rollup.
     for i in (3, 4, 5):
         shutil.rmtree(orders / f"date={_day(i)}")
-    result = flow.run()
-    assert result.ok, result.errors
+    result = _run(flow)
     assert [t.reason for t in result.executed if t.role == ROLLUP] == ["deleted", "deleted"]
     assert _rollup(flow) is None
     _assert_as_from_scratch(flow, tmp_path, spark, "deleted")
@@ -178,9 +186,17 @@ def test_a_rollup_is_reused_across_branches(
     write_day(orders, _day(5), make_rows(5, 6, start=500))
     for i in (6, 7):
         write_day(orders, _day(i), make_rows(i, 6, start=100 * i))
-    assert flow.run().ok
+    _run(flow)
+    planned = _rollup_tasks(dev.plan().tasks)
     result = dev.run()
     assert result.ok, result.errors
+    # A plan cannot know that totals' recomputed partials keep their data, so it foretells
+    # a rollup of all seven; the run finds the copied rollup still valid.
+    assert planned == [("by_customer", "input_changed", "the rollup and 3 partials"),
+                       ("totals", "input_changed", "7 partials")]
+    assert _rollup_tasks(result.executed + result.reused) == [
+        ("by_customer", "input_changed", "the rollup and 3 partials"),
+        ("totals", "input_changed", "the rollup and 3 partials")]
     assert _rollups_built(result) == []
     # Renaming an output column on the branch changes the combine, not the partials'
     # data: the copied rollup still stands for its four days.
@@ -199,12 +215,11 @@ def test_a_rollup_made_by_another_query_never_stands_in(
     flow.source("orders", path="orders", format="csv", partition_by="date",
                 options={"header": "true", "inferSchema": "true"})
     flow.transform("extremes", "SELECT customer_id, max(amount) AS x FROM orders GROUP BY customer_id")
-    assert flow.run().ok
+    _run(flow)
     old = _rollup(flow, "extremes")
     assert old is not None
     flow.transform("extremes", "SELECT customer_id, min(amount) AS x FROM orders GROUP BY customer_id")
-    result = flow.run()
-    assert result.ok, result.errors
+    result = _run(flow)
     assert _rows(flow, "extremes") == [(c, float(10 + c)) for c in range(3)]
     assert _rollups_built(result, "extremes") == ["4 partials"]
     assert _rollup(flow, "extremes").fingerprint != old.fingerprint
