@@ -26,7 +26,8 @@ from typing import Any
 
 import pyarrow as pa
 
-from jupyter_dataflow.query.duckdb_engine import DuckdbRefusal, run_duckdb
+from jupyter_dataflow.query.duckdb_engine import run_duckdb
+from jupyter_dataflow.query.duckdb_types import DuckdbRefusal
 
 QUERIES: list[tuple[str, str]] = [
     ("count", "SELECT count(*) AS n FROM orders"),

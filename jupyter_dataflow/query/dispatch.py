@@ -65,7 +65,8 @@ def answer(sql: str, *, engine: str, local_engine: bool, stage_paths: Mapping[st
         if unreadable:
             reason = f"{', '.join(unreadable)} not stored as local Parquet"
         else:
-            from jupyter_dataflow.query.duckdb_engine import DuckdbRefusal, run_duckdb
+            from jupyter_dataflow.query.duckdb_engine import run_duckdb
+            from jupyter_dataflow.query.duckdb_types import DuckdbRefusal
 
             started = time.perf_counter()
             got = run_duckdb(sql, {n: list(p or ()) for n, p in stage_paths.items()}, limit=limit,

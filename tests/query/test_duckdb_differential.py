@@ -21,7 +21,9 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
-from jupyter_dataflow.query.duckdb_engine import DuckdbRefusal, run_duckdb, transpile
+from jupyter_dataflow.query.duckdb_engine import run_duckdb
+from jupyter_dataflow.query.duckdb_translate import transpile
+from jupyter_dataflow.query.duckdb_types import DuckdbRefusal
 
 pytestmark = pytest.mark.spark
 
