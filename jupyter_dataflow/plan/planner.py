@@ -378,7 +378,7 @@ def _predict_from_changes(stage: Transform | Sink, mode: ModeInfo, upstream: Map
     if not recorded or mode.mode not in ("map", "partial"):
         return None
     affected: set[str] = set()
-    gone: set[str] | None = None  # deleted in every changed input; kept if another input has it
+    deleted: list[frozenset[str]] = []
     for n in stage.inputs:
         out = upstream[n]
         if not out.pending:
@@ -390,16 +390,21 @@ def _predict_from_changes(stage: Transform | Sink, mode: ModeInfo, upstream: Map
         if mode.mode == "partial" and n != mode.partitioned_input:
             return None
         affected |= out.changed
-        gone = set(out.gone) if gone is None else gone & out.gone
+        deleted.append(out.gone)
+    # A partition goes when every changed input deletes it and no other input keeps it.
+    gone = set(frozenset.intersection(*deleted))
     for n in stage.inputs:
         if gone and not upstream[n].pending and upstream[n].key is not None:
             gone -= set(upstream[n].versions)
     role = PARTIAL if mode.mode == "partial" else OUTPUT
     existing = view.partitions(stage.name, role, sorted(affected))
     cause = "waiting for " + ", ".join(pending)
-    tasks = [Task(stage.name, pid, "deleted", role, "input partition removed") if pid in (gone or ())
-             else Task(stage.name, pid, "input_changed" if pid in existing else "new", role, cause)
-             for pid in sorted(affected) if pid in existing or pid not in (gone or ())]
+    tasks = []
+    for pid in sorted(affected):
+        if pid not in gone:
+            tasks.append(Task(stage.name, pid, "input_changed" if pid in existing else "new", role, cause))
+        elif pid in existing:
+            tasks.append(Task(stage.name, pid, "deleted", role, "input partition removed"))
     if mode.mode == "partial":
         tasks.append(Task(stage.name, WHOLE, "input_changed", OUTPUT, cause))
     return StagePlan(stage.name, stage.kind, mode, tuple(tasks), not tasks, def_hash, None, tuple(pending))
